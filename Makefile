@@ -1,0 +1,48 @@
+# memproxy — two commands: `make run` (the whole embedded stack) and `make test` (install everything, run all tiers).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.memproxy-installed
+VLLM := deploy/local/vllm-cpu.sh
+PYTEST_ARGS ?=
+
+.PHONY: install vllm run test test-unit test-integration bench vllm-start vllm-stop clean
+
+## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -qq -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## vllm: vLLM's CPU build in its own venv + SmolLM2 converted to a HF folder, in the cache dir (idempotent)
+vllm:
+	@$(VLLM) model >/dev/null
+
+## run: vLLM + the proxy on 127.0.0.1:8080, in the foreground; Ctrl-C stops both
+run: install
+	@deploy/local/run.sh
+
+## test: unit tier, then the integration tier against the real vLLM CPU server
+test: install vllm
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install vllm
+	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## bench: proxy overhead against the fast local stub upstream
+bench: install
+	$(VENV)/bin/memproxy bench overhead
+
+vllm-start:
+	@$(VLLM) start
+
+vllm-stop:
+	@$(VLLM) stop
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks run by `memproxy bench …`: code, not timed tests."""

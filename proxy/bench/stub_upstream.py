@@ -1,0 +1,150 @@
+"""A fast local OpenAI-compatible upstream, for isolating the proxy's own cost in benchmarks and for exercising
+connection-level behaviour (client disconnects) over real sockets in tests.
+
+It is not a model: it answers ``/v1/chat/completions`` with a fixed text, streamed as one SSE chunk per word, with
+an optional delay per chunk; ``/v1/models`` lists one model; ``/stats`` counts finished and abandoned requests.
+
+    python -m proxy.bench.stub_upstream --port 9001 [--chunk-delay-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MODEL = "stub-model"
+ANSWER_WORDS = "This is a fixed answer from the stub upstream used to measure proxy overhead .".split()
+
+
+class StubUpstream:
+    def __init__(self, *, chunk_delay_s: float = 0.0, answer_delay_s: float = 0.0) -> None:
+        self.chunk_delay_s = chunk_delay_s
+        self.answer_delay_s = answer_delay_s
+        self.stats = {"completed": 0, "abandoned": 0}
+        self.last_body: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path == "/v1/models":
+            await _json(send, 200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
+        elif method == "GET" and path == "/stats":
+            await _json(send, 200, self.stats)
+        elif method == "POST" and path == "/v1/chat/completions":
+            await self._chat(receive, send)
+        else:
+            await _json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+    async def _chat(self, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body)
+        self.last_body = request
+        words = ANSWER_WORDS[: request.get("max_tokens") or len(ANSWER_WORDS)]
+        work = self._stream(send, request, words) if request.get("stream") else self._whole(send, request, words)
+        answer = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            gone.cancel()
+            answer.result()
+            self.stats["completed"] += 1
+        else:
+            answer.cancel()
+            self.stats["abandoned"] += 1
+
+    async def _whole(self, send: Send, request: dict[str, Any], words: list[str]) -> None:
+        if self.answer_delay_s:
+            await asyncio.sleep(self.answer_delay_s)
+        await _json(
+            send,
+            200,
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", MODEL),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": " ".join(words)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)},
+            },
+        )
+
+    async def _stream(self, send: Send, request: dict[str, Any], words: list[str]) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+        )
+        model = request.get("model", MODEL)
+        for i, word in enumerate(words):
+            if self.chunk_delay_s:
+                await asyncio.sleep(self.chunk_delay_s)
+            delta = {"content": (" " if i else "") + word}
+            if i == 0:
+                delta["role"] = "assistant"
+            await _event(send, _chunk(model, delta, None))
+        await _event(send, _chunk(model, {}, "stop"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}
+            await _event(send, {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+async def _event(send: Send, payload: dict[str, Any]) -> None:
+    await send({"type": "http.response.body", "body": b"data: " + json.dumps(payload).encode() + b"\n\n", "more_body": True})
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="fast local OpenAI-compatible stub upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
+    parser.add_argument("--answer-delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    app = StubUpstream(chunk_delay_s=args.chunk_delay_ms / 1000, answer_delay_s=args.answer_delay_ms / 1000)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""HTTP in and out for ``POST /v1/chat/completions``; the logic lives in :mod:`proxy.chat.serving`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from proxy.chat.protocol import ChatCompletionRequest
+from proxy.chat.serving import ChatCompletion, ChatCompletionsService
+from proxy.disconnect import cancel_on_disconnect
+from proxy.routes import require_api_key
+
+router = APIRouter()
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@router.post(
+    "/v1/chat/completions",
+    dependencies=[Depends(require_api_key)],
+    summary="Create a chat completion (OpenAI-compatible; streaming and non-streaming)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+        }
+    },
+)
+async def create_chat_completion(request: Request) -> Response:
+    service: ChatCompletionsService = request.app.state.chat_service
+    raw_body = await request.body()
+    result = await cancel_on_disconnect(request, service.create(raw_body))
+    if isinstance(result, ChatCompletion):
+        return Response(result.content, media_type=result.media_type)
+    return StreamingResponse(result.events, media_type="text/event-stream", headers=SSE_HEADERS)

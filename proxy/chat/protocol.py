@@ -1,0 +1,39 @@
+"""The chat request as memproxy reads it. Only what the proxy relies on is checked; everything else
+(``tools``, ``response_format``, sampling and vendor fields) is allowed and forwarded byte-for-byte equal in value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: StrictStr | list[dict[str, Any]] | None = None
+    name: StrictStr | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: StrictBool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request. Unknown fields pass (``extra="allow"``) and are forwarded as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr | None = Field(None, description="Model or adapter name; the configured default if omitted.")
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    user: StrictStr | None = Field(None, description="End-user id (used for memory scoping in later stages).")
+    max_tokens: int | None = Field(None, ge=0, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=0, strict=True)

@@ -1,0 +1,83 @@
+"""The ``memproxy`` command: ``serve`` runs the proxy; ``bench`` runs the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from proxy import __version__
+from proxy.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return args.handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memproxy",
+        description="OpenAI-compatible proxy that gives any chat model long-term memory. "
+        "Every setting is also read from MEMPROXY_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"memproxy {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy (OpenAI-compatible API on --host:--port)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1; MEMPROXY_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080; MEMPROXY_PORT)")
+    serve.add_argument("--upstream-url", help="OpenAI-compatible upstream base URL incl. /v1 (MEMPROXY_UPSTREAM_URL)")
+    serve.add_argument("--default-model", help="model used when a request names none (MEMPROXY_DEFAULT_MODEL)")
+    serve.add_argument("--log-level", help="debug, info, warning, error (MEMPROXY_LOG_LEVEL)")
+    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.set_defaults(handler=_serve)
+
+    bench = commands.add_parser("bench", help="run a benchmark")
+    benches = bench.add_subparsers(title="benchmarks", metavar="BENCH")
+    from proxy.bench.overhead import add_arguments as add_overhead_arguments
+
+    overhead = benches.add_parser("overhead", help="latency the proxy adds over calling the upstream directly")
+    add_overhead_arguments(overhead)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+
+    overrides = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "upstream_url": args.upstream_url,
+            "default_model": args.default_model,
+            "log_level": args.log_level,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # httpx logs every upstream request at INFO: noise on the hot path.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""memproxy's errors and the one function that turns them into OpenAI-shaped bodies.
+
+Exception tree::
+
+    ProxyError                      root; never raised itself
+    ├── ClientError                 the request is wrong (4xx)
+    │   ├── InvalidRequestError     400: malformed JSON, schema violation
+    │   ├── AuthenticationError     401: missing or unknown API key
+    │   ├── NotFoundError           404: no such route or object
+    │   └── ClientClosedRequest     499: the client disconnected first (never delivered; ends the work)
+    ├── UpstreamError               the model server failed us (5xx)
+    │   ├── UpstreamUnreachable     502: connection refused / reset / DNS
+    │   ├── UpstreamTimeout         504: no bytes within the configured timeout
+    │   └── UpstreamStatusError     the upstream answered with an error status (4xx passed through, 5xx -> 502)
+    └── InternalError               500: a bug of ours; the client sees a generic message, the log has the rest
+
+Every body a client sees is built by :func:`error_body`: ``{"error": {"message", "type", "param", "code"}}``.
+Messages never carry secrets or stack traces; upstream messages are passed on trimmed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_UPSTREAM_MESSAGE_CHARS = 1000
+
+
+class ProxyError(Exception):
+    status_code: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, param=self.param, code=self.code)
+
+
+class ClientError(ProxyError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequestError(ClientError):
+    status_code = 400
+
+
+class AuthenticationError(ClientError):
+    status_code = 401
+    default_code = "invalid_api_key"
+
+
+class NotFoundError(ClientError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class UpstreamError(ProxyError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    status_code = 502
+    default_code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status. 4xx is the client's fault and keeps its status; 5xx becomes 502."""
+
+    def __init__(
+        self,
+        upstream_status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | int | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.upstream_status = upstream_status
+        if 400 <= upstream_status < 500:
+            # The status, message, param and code are the upstream's; the type is OpenAI's for any client error
+            # (vLLM sends Python class names such as "NotFoundError" there).
+            self.status_code = upstream_status
+            self.error_type = "invalid_request_error"
+        else:
+            self.status_code = 502
+            self.error_type = "upstream_error"
+            self.code = code if code is not None else "upstream_error"
+
+    @classmethod
+    def from_response(cls, status: int, content: bytes) -> UpstreamStatusError:
+        """Read an upstream error body (OpenAI's nested shape or vLLM's flat one) into an error of ours."""
+        message, param, code = _parse_upstream_error(content)
+        if not message:
+            message = f"The upstream model server answered HTTP {status}."
+        elif status >= 500:
+            message = f"The upstream model server failed (HTTP {status}): {message}"
+        return cls(status, message, param=param, code=code)
+
+
+class InternalError(ProxyError):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | int | None = None
+) -> dict[str, Any]:
+    """The OpenAI error shape. The only place an error body is built."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_json(error: ProxyError) -> bytes:
+    return json.dumps(error.to_body(), ensure_ascii=False).encode()
+
+
+def _parse_upstream_error(content: bytes) -> tuple[str, str | None, str | int | None]:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return _trim(content.decode("utf-8", "replace").strip()), None, None
+    if not isinstance(data, dict):
+        return "", None, None
+    inner = data.get("error") if isinstance(data.get("error"), dict) else data
+    message = inner.get("message") or inner.get("detail") or ""
+    if not isinstance(message, str):
+        message = json.dumps(message, ensure_ascii=False)
+    param = inner.get("param") if isinstance(inner.get("param"), str) else None
+    code = inner.get("code") if isinstance(inner.get("code"), (str, int)) else None
+    return _trim(message), param, code
+
+
+def _trim(message: str) -> str:
+    if len(message) <= MAX_UPSTREAM_MESSAGE_CHARS:
+        return message
+    return message[: MAX_UPSTREAM_MESSAGE_CHARS - 1] + "…"
+
+
+def invalid_request_from_validation(errors: list[dict[str, Any]]) -> InvalidRequestError:
+    """A pydantic / FastAPI validation failure as one 400 naming the first offending field."""
+    if not errors:
+        return InvalidRequestError("The request body is invalid.")
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    detail = first.get("msg", "invalid value")
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    if param:
+        return InvalidRequestError(f"Invalid value for '{param}': {detail}{more}.", param=param)
+    return InvalidRequestError(f"The request body is invalid: {detail}{more}.")
+
+
+class ClientClosedRequest(ClientError):
+    """The client went away before the answer; nobody reads this body (nginx's 499), it only ends the handler."""
+
+    status_code = 499
+    default_code = "client_closed_request"

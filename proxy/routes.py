@@ -1,0 +1,42 @@
+"""Small routes that need no module of their own: health, readiness, models; and the API-key dependency."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from proxy.auth import ApiKeyAuth
+from proxy.errors import UpstreamError
+from proxy.upstream import UpstreamClient
+
+READINESS_TIMEOUT_S = 2.0
+
+
+def require_api_key(request: Request) -> None:
+    auth: ApiKeyAuth = request.app.state.auth
+    auth.check(request.headers.get("authorization"))
+
+
+router = APIRouter()
+
+
+@router.get("/healthz", summary="Liveness: the proxy process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the upstream model server answers")
+async def readyz(request: Request) -> Response:
+    upstream: UpstreamClient = request.app.state.upstream
+    try:
+        await upstream.get("models", timeout=READINESS_TIMEOUT_S)
+    except UpstreamError as exc:
+        return JSONResponse(exc.to_body(), status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/v1/models", dependencies=[Depends(require_api_key)], summary="List models (from the upstream)")
+async def list_models(request: Request) -> Response:
+    upstream: UpstreamClient = request.app.state.upstream
+    response = await upstream.get("models")
+    return Response(response.content, media_type="application/json")

@@ -1,0 +1,103 @@
+"""The connection to the OpenAI-compatible upstream (vLLM): one shared, injected ``httpx.AsyncClient``.
+
+Transport failures are translated here, once, into :mod:`proxy.errors`: refused / reset -> ``UpstreamUnreachable``
+(502), no bytes in time -> ``UpstreamTimeout`` (504), an error status -> ``UpstreamStatusError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+
+from proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from proxy.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+SSE_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled client the app factory shares between all requests (tests inject their own)."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_s,
+        read=settings.read_timeout_s,
+        write=settings.write_timeout_s,
+        pool=settings.pool_timeout_s,
+    )
+    limits = httpx.Limits(
+        max_connections=settings.max_upstream_connections,
+        max_keepalive_connections=settings.max_upstream_connections,
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+
+def translate_transport_error(exc: httpx.TransportError, *, during: str) -> UpstreamError:
+    """Map an httpx failure to the error a client sees. Details (host, errno) go to the log only."""
+    logger.warning("upstream %s failed: %s: %s", during, type(exc).__name__, exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"The upstream model server did not respond in time ({during}).")
+    return UpstreamUnreachable(f"The upstream model server is unreachable ({during}).")
+
+
+class UpstreamClient:
+    """Talks to one OpenAI-compatible base URL (``…/v1``). Holds no per-request state."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, *, api_key: str | None = None) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def post_json(self, path: str, body: bytes) -> httpx.Response:
+        """POST a JSON body and read the whole answer; an error status raises ``UpstreamStatusError``."""
+        try:
+            response = await self._http.post(self._url(path), content=body, headers=JSON_HEADERS | self._auth)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, during="request") from exc
+        if response.status_code >= 400:
+            raise UpstreamStatusError.from_response(response.status_code, response.content)
+        return response
+
+    @asynccontextmanager
+    async def stream(self, path: str, body: bytes) -> AsyncIterator[httpx.Response]:
+        """POST and yield the response once its headers arrive, body unread. Always closes the connection's use.
+
+        An error status is read and raised as ``UpstreamStatusError`` before anything is yielded, so the caller
+        can still answer with a proper HTTP status instead of a stream.
+        """
+        request = self._http.build_request("POST", self._url(path), content=body, headers=SSE_HEADERS | self._auth)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, during="request") from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                except httpx.TransportError as exc:
+                    raise translate_transport_error(exc, during="error body") from exc
+                raise UpstreamStatusError.from_response(response.status_code, content)
+            yield response
+        finally:
+            # Shielded: when the client went away we are inside a cancelled scope, and closing is exactly what
+            # tells the upstream to stop generating.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def get(self, path: str, *, timeout: float | None = None) -> httpx.Response:
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        try:
+            response = await self._http.get(self._url(path), headers=self._auth, **kwargs)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, during="request") from exc
+        if response.status_code >= 400:
+            raise UpstreamStatusError.from_response(response.status_code, response.content)
+        return response
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
