@@ -77,7 +77,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        error = invalid_request_from_validation(list(exc.errors()))
+        error = invalid_request_from_validation(list(exc.errors()), {"body": exc.body})
         return JSONResponse(error.to_body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)

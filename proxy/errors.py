@@ -148,18 +148,37 @@ def _trim(message: str) -> str:
     return message[: MAX_UPSTREAM_MESSAGE_CHARS - 1] + "…"
 
 
-def invalid_request_from_validation(errors: list[dict[str, Any]]) -> InvalidRequestError:
-    """A pydantic / FastAPI validation failure as one 400 naming the first offending field."""
+def invalid_request_from_validation(errors: list[dict[str, Any]], payload: Any = None) -> InvalidRequestError:
+    """A pydantic / FastAPI validation failure as one 400 naming the first offending field of ``payload``."""
     if not errors:
         return InvalidRequestError("The request body is invalid.")
     first = errors[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
+    param = _param_path([part for part in first.get("loc", ()) if part != "body"], payload)
     detail = first.get("msg", "invalid value")
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    more = len({tuple(error.get("loc", ())[:-1]) for error in errors[1:]} - {tuple(first.get("loc", ())[:-1])})
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     if param:
-        return InvalidRequestError(f"Invalid value for '{param}': {detail}{more}.", param=param)
-    return InvalidRequestError(f"The request body is invalid: {detail}{more}.")
+        return InvalidRequestError(f"Invalid value for '{param}': {detail}{tail}.", param=param)
+    return InvalidRequestError(f"The request body is invalid: {detail}{tail}.")
+
+
+def _param_path(loc: list[Any], payload: Any) -> str | None:
+    """The part of a pydantic error location that names input: pydantic appends union member tags (``str``,
+    ``list[…]``) that are not fields, so the path is followed through the payload and stops where it leaves it."""
+    path: list[str] = []
+    node = payload
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str):
+            path.append(part)
+            if part not in node:
+                break
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(str(part))
+            node = node[part]
+        else:
+            break
+    return ".".join(path) or None
 
 
 class ClientClosedRequest(ClientError):

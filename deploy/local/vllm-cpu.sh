@@ -26,6 +26,9 @@ MAX_MODEL_LEN="${MEMPROXY_VLLM_MAX_MODEL_LEN:-8192}"
 MAX_LORAS="${MEMPROXY_VLLM_MAX_LORAS:-4}"
 MAX_CPU_LORAS="${MEMPROXY_VLLM_MAX_CPU_LORAS:-16}"
 MAX_LORA_RANK="${MEMPROXY_VLLM_MAX_LORA_RANK:-16}"
+# Clients such as Open WebUI send `tools` with an implicit tool_choice="auto"; vLLM refuses that (400) unless a
+# tool-call parser is configured. hermes parses <tool_call> JSON, the common convention for small chat models.
+TOOL_PARSER="${MEMPROXY_VLLM_TOOL_PARSER:-hermes}"
 START_TIMEOUT_S="${MEMPROXY_VLLM_START_TIMEOUT_S:-300}"
 PYTHON="${PYTHON:-python3.11}"
 
@@ -112,6 +115,7 @@ start() {
         --dtype bfloat16 --max-model-len "$MAX_MODEL_LEN" \
         --enable-prefix-caching \
         --enable-lora --max-loras "$MAX_LORAS" --max-cpu-loras "$MAX_CPU_LORAS" --max-lora-rank "$MAX_LORA_RANK" \
+        --enable-auto-tool-choice --tool-call-parser "$TOOL_PARSER" \
         </dev/null >"$LOG_FILE" 2>&1 &
     local pid=$!
     echo "$pid" >"$PID_FILE"

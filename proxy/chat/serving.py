@@ -53,7 +53,7 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionReques
     try:
         request = ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:
-        raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False)) from None
+        raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
     return payload, request
 
 

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from proxy.app import create_app
+from proxy.settings import Settings
+from tests.support.upstreams import RecordingUpstream
+
+ClientFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+def upstream() -> RecordingUpstream:
+    return RecordingUpstream()
+
+
+@pytest.fixture
+async def make_client(upstream: RecordingUpstream) -> AsyncIterator[ClientFactory]:
+    """Build the real app around a MockTransport upstream; talk to it in-process through ASGITransport."""
+    opened: list[httpx.AsyncClient] = []
+
+    def factory(**settings: object) -> httpx.AsyncClient:
+        config = Settings(upstream_url="http://upstream.test/v1", default_model="default-model", **settings)
+        app = create_app(config, http_client=httpx.AsyncClient(transport=upstream.transport()))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://proxy.test")
+        opened.append(client)
+        return client
+
+    yield factory
+    for client in opened:
+        await client.aclose()
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> httpx.AsyncClient:
+    return make_client()

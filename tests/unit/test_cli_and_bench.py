@@ -1,0 +1,50 @@
+"""The console entry point and the benchmark command, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from proxy import __version__
+
+MEMPROXY = str(Path(sys.executable).with_name("memproxy"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MEMPROXY, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"memproxy {__version__}"
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "serve" in result.stdout and "bench" in result.stdout
+    serve = run("serve", "--help")
+    assert "--upstream-url" in serve.stdout and "MEMPROXY_" in serve.stdout
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "usage" in result.stdout
+
+
+def test_bench_overhead_reports_json() -> None:
+    result = run("bench", "overhead", "--json", "--requests", "10", "--warmup", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["upstream"] == "stub"
+    assert report["requests_per_path"] == 10
+    for scenario in ("nonstream", "stream"):
+        for metric in ("ttfb_ms", "total_ms"):
+            row = report["scenarios"][scenario][metric]
+            assert row["direct"]["p50"] > 0 and row["proxy"]["p50"] > 0
+            assert row["proxy"]["p95"] >= row["proxy"]["p50"]
+    assert set(report["added_ms"]) == {"p50", "p95"}
