@@ -51,7 +51,6 @@ def convert(gguf: Path, out: Path) -> None:
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.torch_dtype = torch.bfloat16
     model = LlamaForCausalLM(config)
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     # Tied embeddings may legitimately show up as a missing lm_head; anything else is a broken conversion.

