@@ -66,7 +66,7 @@ model() {
     install
     if [[ ! -f "$MODEL_DIR/.memproxy-converted" ]]; then
         log "converting SmolLM2-135M-Instruct GGUF -> $MODEL_DIR"
-        HF_HUB_OFFLINE=1 "$VENV/bin/python" "$HERE/convert_gguf.py" --out "$MODEL_DIR"
+        HF_HUB_OFFLINE=1 TQDM_DISABLE=1 "$VENV/bin/python" "$HERE/convert_gguf.py" --out "$MODEL_DIR"
         touch "$MODEL_DIR/.memproxy-converted"
     fi
     echo "$MODEL_DIR"
