@@ -12,7 +12,7 @@ from proxy.upstream import UpstreamClient
 READINESS_TIMEOUT_S = 2.0
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     auth: ApiKeyAuth = request.app.state.auth
     auth.check(request.headers.get("authorization"))
 
