@@ -11,7 +11,9 @@ PYTEST_ARGS ?=
 ## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -qq -e '.[test]'
+	@# torch first, pinned: it takes the local CPU build; a plain `torch` requirement would pull CUDA packages.
+	$(VENV)/bin/pip install -qq torch==2.13.0
+	$(VENV)/bin/pip install -qq -c deploy/constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
