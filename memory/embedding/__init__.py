@@ -1,0 +1,1 @@
+"""Text → vector: the Embedder interface and its backends."""

@@ -1,0 +1,1 @@
+"""Hybrid recall: dense, lexical, graph, recency, importance; MMR; token budget."""

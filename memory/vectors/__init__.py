@@ -1,0 +1,1 @@
+"""The vector index: FAISS, partitioned by scope, derived from (and rebuildable from) the graph store."""

@@ -1,0 +1,1 @@
+"""The write path: durable queue → extraction → embed → dedupe → graph commit → index → ack."""
