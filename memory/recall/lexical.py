@@ -1,0 +1,223 @@
+"""Lexical scoring: BM25 over each scope's memories, in memory, incremental, numpy-vectorised.
+
+Tokens: case-folded words with a light English suffix stripper and a stop-word list; CJK runs (kana, kanji, hangul)
+become overlapping character bigrams (plus the single character for one-character runs), so Japanese and Chinese
+text, which has no spaces, still matches sensibly.
+
+Like the vector index, this is a derived index: rebuilt from the graph store at start and kept current from the
+store's change log. Partitions are per scope; a search can only ever see its own scope's documents.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memory.models import Scope
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u31f0-\u31ff\uff66-\uff9f]+")
+
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between both
+    but by can could did do does doing down during each few for from further had has have having he her here hers
+    herself him himself his how i i'd i'll i'm i've if in into is it it's its itself just let's me more most my myself
+    no nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that that's the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves also
+    really yeah yes oh hey hi ok okay so well get got go going gonna wanna thanks thank""".split()
+)
+
+
+def _stem(word: str) -> str:
+    """A deliberately light suffix stripper (plural / -ing / -ed / -ly): enough to match "painting" and "paint"."""
+    if len(word) <= 3 or not word.isascii():
+        return word
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("edly", ""), ("ed", ""), ("ly", ""), ("es", "e"), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)] + keep
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            if suffix in ("ing", "ed") and len(stem) >= 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+                stem = stem[:-1]  # running -> run, stopped -> stop
+            return stem
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    tokens: list[str] = []
+    lowered = text.casefold()
+    for match in _WORD.finditer(lowered):
+        word = match.group()
+        cjk_runs = _CJK.findall(word)
+        if cjk_runs:
+            for run in cjk_runs:
+                tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+            rest = _CJK.sub(" ", word).split()
+            tokens.extend(_stem(w) for w in rest if w not in STOP_WORDS)
+            continue
+        word = word.replace("’", "'")
+        if word in STOP_WORDS:
+            continue
+        if word.endswith("'s"):
+            word = word[:-2]
+        tokens.append(_stem(word))
+    return tokens
+
+
+@dataclass(slots=True)
+class _Postings:
+    docs: list[int] = field(default_factory=list)
+    tfs: list[float] = field(default_factory=list)
+    arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def frozen(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.arrays is None or len(self.arrays[0]) != len(self.docs):
+            self.arrays = (np.asarray(self.docs, dtype=np.int32), np.asarray(self.tfs, dtype=np.float32))
+        return self.arrays
+
+
+class _Partition:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.slot: dict[str, int] = {}
+        # numpy arrays with spare capacity (doubling), so a query never converts a Python list of 100k items.
+        self._lengths = np.zeros(64, dtype=np.float32)
+        self._alive = np.zeros(64, dtype=bool)
+        self.postings: dict[str, _Postings] = {}
+        self.live_count = 0
+        self.total_length = 0.0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._lengths[: len(self.ids)]
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive[: len(self.ids)]
+
+    def add(self, memory_id: str, text: str) -> None:
+        self.add_counts(memory_id, Counter(tokenize(text)))
+
+    def add_counts(self, memory_id: str, counts: Counter[str] | dict[str, float]) -> None:
+        if memory_id in self.slot:
+            self.remove(memory_id)
+        doc = len(self.ids)
+        if doc == len(self._lengths):
+            self._lengths = np.concatenate([self._lengths, np.zeros(doc, dtype=np.float32)])
+            self._alive = np.concatenate([self._alive, np.zeros(doc, dtype=bool)])
+        self.ids.append(memory_id)
+        self.slot[memory_id] = doc
+        length = float(sum(counts.values()))
+        self._lengths[doc] = length
+        self._alive[doc] = True
+        self.live_count += 1
+        self.total_length += length
+        for term, tf in counts.items():
+            postings = self.postings.get(term)
+            if postings is None:
+                postings = self.postings[term] = _Postings()
+            postings.docs.append(doc)
+            postings.tfs.append(float(tf))
+
+    def remove(self, memory_id: str) -> None:
+        doc = self.slot.pop(memory_id, None)
+        if doc is None:
+            return
+        self._alive[doc] = False
+        self.live_count -= 1
+        self.total_length -= float(self._lengths[doc])
+        # Postings keep the dead slot; scores for it are masked out. Compaction reclaims the space when it pays.
+
+    @property
+    def dead_fraction(self) -> float:
+        return 1.0 - self.live_count / len(self.ids) if self.ids else 0.0
+
+
+class LexicalIndex:
+    """BM25 (k1, b) per scope. Not thread-safe: call from one thread (the event loop) or guard externally."""
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1 = k1
+        self.b = b
+        self._partitions: dict[Scope, _Partition] = {}
+
+    def add(self, scope: Scope, memory_id: str, text: str) -> None:
+        partition = self._partitions.get(scope)
+        if partition is None:
+            partition = self._partitions[scope] = _Partition()
+        partition.add(memory_id, text)
+
+    def add_many(self, scope: Scope, items: Iterable[tuple[str, str]]) -> None:
+        for memory_id, text in items:
+            self.add(scope, memory_id, text)
+
+    def remove(self, scope: Scope, memory_ids: Sequence[str]) -> None:
+        partition = self._partitions.get(scope)
+        if partition is None:
+            return
+        for memory_id in memory_ids:
+            partition.remove(memory_id)
+        if partition.dead_fraction > 0.3 and len(partition.ids) > 1000:
+            self._compact(scope)
+
+    def drop_scope(self, scope: Scope) -> None:
+        self._partitions.pop(scope, None)
+
+    def count(self, scope: Scope) -> int:
+        partition = self._partitions.get(scope)
+        return partition.live_count if partition else 0
+
+    def search(self, scope: Scope, query: str, k: int) -> list[tuple[str, float]]:
+        """Up to k (memory id, BM25 score > 0) of the scope, best first."""
+        partition = self._partitions.get(scope)
+        if partition is None or partition.live_count == 0 or k <= 0:
+            return []
+        terms = set(tokenize(query))
+        if not terms:
+            return []
+        n_docs = len(partition.ids)
+        scores = np.zeros(n_docs, dtype=np.float32)
+        lengths = partition.lengths
+        avg_length = max(partition.total_length / max(partition.live_count, 1), 1.0)
+        touched = False
+        for term in terms:
+            postings = partition.postings.get(term)
+            if postings is None:
+                continue
+            docs, tfs = postings.frozen()
+            df = len(docs)
+            idf = math.log(1.0 + (partition.live_count - df + 0.5) / (df + 0.5))
+            if idf <= 0:
+                continue
+            norm = self.k1 * (1.0 - self.b + self.b * lengths[docs] / avg_length)
+            scores[docs] += idf * tfs * (self.k1 + 1.0) / (tfs + norm)
+            touched = True
+        if not touched:
+            return []
+        if partition.dead_fraction:
+            scores[~partition.alive] = 0.0
+        k = min(k, n_docs)
+        top = np.argpartition(-scores, k - 1)[:k] if k < n_docs else np.arange(n_docs)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(partition.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def _compact(self, scope: Scope) -> None:
+        """Rebuild a partition without its dead slots (the postings keep term counts, so no text is needed)."""
+        old = self._partitions[scope]
+        per_doc: dict[int, dict[str, float]] = {}
+        alive = old.alive
+        for term, postings in old.postings.items():
+            for doc, tf in zip(postings.docs, postings.tfs, strict=True):
+                if alive[doc]:
+                    per_doc.setdefault(doc, {})[term] = tf
+        fresh = _Partition()
+        for doc, memory_id in enumerate(old.ids):
+            if alive[doc]:
+                fresh.add_counts(memory_id, per_doc.get(doc, {}))
+        self._partitions[scope] = fresh

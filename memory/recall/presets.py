@@ -1,0 +1,64 @@
+"""Recall settings as data: weights, candidate counts and budgets, in named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each signal adds to a candidate's score (each signal is scaled to 0..1 first)."""
+
+    dense: float = 1.0
+    lexical: float = 0.5
+    graph: float = 0.25
+    recency: float = 0.05
+    importance: float = 0.05
+    use: float = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class RecallPreset:
+    name: str
+    top_k: int = 10
+    dense_k: int = 100
+    """Candidates taken from the vector index."""
+    lexical_k: int = 100
+    """Candidates taken from BM25."""
+    graph_seeds: int = 10
+    """How many of the best first-stage candidates seed graph expansion (0 = no graph)."""
+    graph_hops: int = 1
+    graph_types: tuple[str, ...] | None = None
+    """Edge types followed (None = all, shared entities included)."""
+    rescore_k: int = 60
+    """How many first-stage candidates are fetched from the store for the final score."""
+    weights: Weights = field(default_factory=Weights)
+    recency_half_life_days: float = 30.0
+    mmr_lambda: float = 0.8
+    """1.0 = pure relevance; lower trades relevance for diversity (near-duplicates pushed down)."""
+    token_budget: int = 1500
+    """Upper bound on the recalled memories' tokens (estimated); 0 = unlimited."""
+
+    def with_overrides(self, **changes: Any) -> RecallPreset:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, RecallPreset] = {
+    preset.name: preset
+    for preset in (
+        RecallPreset(name="balanced"),
+        # Relevance only: the benchmark-facing preset, and what a caller wants when diversity is not a concern.
+        RecallPreset(name="precise", mmr_lambda=1.0, weights=Weights(recency=0.0, importance=0.0, use=0.0)),
+        RecallPreset(name="broad", top_k=20, dense_k=200, lexical_k=200, graph_seeds=20, graph_hops=2, mmr_lambda=0.6),
+        RecallPreset(name="fast", dense_k=40, lexical_k=40, graph_seeds=0, rescore_k=30),
+    )
+}
+DEFAULT_PRESET = "balanced"
+
+
+def get_preset(name: str | None) -> RecallPreset:
+    try:
+        return PRESETS[name or DEFAULT_PRESET]
+    except KeyError:
+        raise ValueError(f"unknown recall preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -1,0 +1,129 @@
+"""Pure functions over candidate lists: fusion, time and importance signals, MMR, token budget.
+No I/O, no database: each is testable on plain lists."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from memory.recall.presets import Weights
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(slots=True)
+class Candidate:
+    memory_id: str
+    dense: float = 0.0
+    lexical: float = 0.0
+    graph: float = 0.0
+    recency: float = 0.0
+    importance: float = 0.0
+    use: float = 0.0
+    score: float = 0.0
+    tokens: frozenset[str] = field(default_factory=frozenset)
+    length: int = 0
+
+
+def scale_by_max(scores: Mapping[str, float]) -> dict[str, float]:
+    """Scores divided by the best one (0..1); empty or all-zero input gives zeros."""
+    top = max(scores.values(), default=0.0)
+    if top <= 0:
+        return {key: 0.0 for key in scores}
+    return {key: max(value, 0.0) / top for key, value in scores.items()}
+
+
+def cosine_to_unit(similarity: float, floor: float = 0.0) -> float:
+    """Map a cosine similarity onto 0..1 with everything at or below ``floor`` counted as 0."""
+    return max(0.0, (similarity - floor) / (1.0 - floor)) if floor < 1.0 else 0.0
+
+
+def merge_candidates(
+    dense: Mapping[str, float], lexical: Mapping[str, float], graph: Mapping[str, float]
+) -> dict[str, Candidate]:
+    """One candidate per memory id with its first-stage signals (each already scaled to 0..1)."""
+    merged: dict[str, Candidate] = {}
+    for memory_id in {*dense, *lexical, *graph}:
+        merged[memory_id] = Candidate(
+            memory_id,
+            dense=dense.get(memory_id, 0.0),
+            lexical=lexical.get(memory_id, 0.0),
+            graph=graph.get(memory_id, 0.0),
+        )
+    return merged
+
+
+def first_stage_score(candidate: Candidate, weights: Weights) -> float:
+    return weights.dense * candidate.dense + weights.lexical * candidate.lexical + weights.graph * candidate.graph
+
+
+def final_score(candidate: Candidate, weights: Weights) -> float:
+    return (
+        first_stage_score(candidate, weights)
+        + weights.recency * candidate.recency
+        + weights.importance * candidate.importance
+        + weights.use * candidate.use
+    )
+
+
+def recency(timestamp: float | None, now: float, half_life_days: float) -> float:
+    """1.0 for now, 0.5 one half-life ago; 0 without a time."""
+    if timestamp is None or half_life_days <= 0:
+        return 0.0
+    age_days = max(0.0, now - timestamp) / SECONDS_PER_DAY
+    return math.pow(0.5, age_days / half_life_days)
+
+
+def use_signal(use_count: int, saturation: int = 20) -> float:
+    """log-scaled use count, 1.0 at ``saturation`` uses and above."""
+    return min(1.0, math.log1p(max(use_count, 0)) / math.log1p(saturation))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def mmr(
+    candidates: Sequence[Candidate],
+    k: int,
+    lambda_: float,
+    similarity: Callable[[Candidate, Candidate], float] = lambda x, y: jaccard(x.tokens, y.tokens),
+) -> list[Candidate]:
+    """Maximal marginal relevance over candidates sorted by score: greedy, ``lambda_·score − (1−λ)·max_sim``."""
+    if lambda_ >= 1.0 or len(candidates) <= 1:
+        return list(candidates[:k])
+    pool = list(candidates)
+    top = max((c.score for c in pool), default=1.0) or 1.0
+    chosen: list[Candidate] = []
+    while pool and len(chosen) < k:
+        best_index, best_value = 0, -math.inf
+        for index, candidate in enumerate(pool):
+            redundancy = max((similarity(candidate, other) for other in chosen), default=0.0)
+            value = lambda_ * candidate.score / top - (1.0 - lambda_) * redundancy
+            if value > best_value:
+                best_index, best_value = index, value
+        chosen.append(pool.pop(best_index))
+    return chosen
+
+
+def within_budget(candidates: Iterable[Candidate], budget: int) -> list[Candidate]:
+    """Keep candidates in order while their estimated tokens fit; 0 = no budget. The first one always fits."""
+    if budget <= 0:
+        return list(candidates)
+    kept: list[Candidate] = []
+    used = 0
+    for candidate in candidates:
+        if kept and used + candidate.length > budget:
+            continue
+        kept.append(candidate)
+        used += candidate.length
+    return kept
+
+
+def estimate_tokens(text: str) -> int:
+    """≈ tokens of a BPE tokenizer: 4 characters per token for Latin text, 1 per character for CJK."""
+    cjk = sum(1 for ch in text if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
+    return max(1, cjk + (len(text) - cjk + 3) // 4)

@@ -1,0 +1,108 @@
+"""Hybrid recall: dense (FAISS) + lexical (BM25) + graph expansion, then recency / importance / use, MMR and a
+token budget. Returns memories with their scores and provenance."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from memory.embedding.base import Embedder
+from memory.graph.base import GraphStore
+from memory.models import Memory, Scope, now
+from memory.recall import rankers
+from memory.recall.lexical import LexicalIndex, tokenize
+from memory.recall.presets import RecallPreset
+from memory.vectors.base import VectorIndex
+
+DENSE_FLOOR = 0.1
+"""Cosine similarities at or below this count as no dense signal (MiniLM puts unrelated text around 0..0.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecalledMemory:
+    memory: Memory
+    score: float
+    signals: dict[str, float]
+    """The per-signal values (0..1) the score was built from, for auditing and benchmarks."""
+
+    @property
+    def provenance(self) -> tuple[str, ...]:
+        return self.memory.source_ids
+
+
+class Recaller:
+    def __init__(self, embedder: Embedder, vectors: VectorIndex, lexical: LexicalIndex, store: GraphStore) -> None:
+        self._embedder = embedder
+        self._vectors = vectors
+        self._lexical = lexical
+        self._store = store
+
+    async def recall(
+        self, scope: Scope, query: str, preset: RecallPreset, *, at: float | None = None
+    ) -> list[RecalledMemory]:
+        if not query.strip() or preset.top_k <= 0:
+            return []
+        at = now() if at is None else at
+        # The embedding runs in the embedder's worker thread while BM25 runs here.
+        embedding = asyncio.ensure_future(self._embedder.embed_one(query))
+        lexical_hits = self._lexical.search(scope, query, preset.lexical_k)
+        query_vector = await embedding
+        dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
+
+        dense = {memory_id: rankers.cosine_to_unit(sim, DENSE_FLOOR) for memory_id, sim in dense_hits}
+        lexical = rankers.scale_by_max(dict(lexical_hits))
+        candidates = rankers.merge_candidates(dense, lexical, {})
+        for candidate in candidates.values():
+            candidate.score = rankers.first_stage_score(candidate, preset.weights)
+
+        if preset.graph_seeds > 0 and candidates:
+            seeds = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.graph_seeds]
+            reached = await self._store.neighbours(
+                scope, [c.memory_id for c in seeds], max_hops=preset.graph_hops, types=preset.graph_types
+            )
+            seed_score = {c.memory_id: c.score for c in seeds}
+            best_seed = max(seed_score.values(), default=0.0) or 1.0
+            for memory_id, strength in reached.items():
+                candidate = candidates.get(memory_id)
+                if candidate is None:
+                    candidate = candidates[memory_id] = rankers.Candidate(memory_id)
+                # A neighbour inherits relevance from the seeds, scaled by the edge strength.
+                candidate.graph = max(candidate.graph, min(1.0, strength) * min(1.0, best_seed))
+                candidate.score = rankers.first_stage_score(candidate, preset.weights)
+
+        shortlist = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.rescore_k]
+        memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
+        scored: list[rankers.Candidate] = []
+        for candidate in shortlist:
+            memory = memories.get(candidate.memory_id)
+            if memory is None or memory.superseded_by is not None or (
+                memory.expires_at is not None and memory.expires_at <= at
+            ):
+                continue
+            candidate.recency = rankers.recency(
+                memory.event_time or memory.created_at, at, preset.recency_half_life_days
+            )
+            candidate.importance = memory.importance
+            candidate.use = rankers.use_signal(memory.use_count)
+            candidate.score = rankers.final_score(candidate, preset.weights)
+            candidate.tokens = frozenset(tokenize(memory.text))
+            candidate.length = rankers.estimate_tokens(memory.text)
+            scored.append(candidate)
+        scored.sort(key=lambda c: c.score, reverse=True)
+        chosen = rankers.mmr(scored, preset.top_k, preset.mmr_lambda)
+        chosen = rankers.within_budget(chosen, preset.token_budget)
+        return [
+            RecalledMemory(
+                memory=memories[c.memory_id],
+                score=c.score,
+                signals={
+                    "dense": c.dense,
+                    "lexical": c.lexical,
+                    "graph": c.graph,
+                    "recency": c.recency,
+                    "importance": c.importance,
+                    "use": c.use,
+                },
+            )
+            for c in chosen
+        ]
