@@ -1,8 +1,8 @@
 """Lexical scoring: BM25 over each scope's memories, in memory, incremental, numpy-vectorised.
 
 Tokens: case-folded words with a light English suffix stripper and a stop-word list; CJK runs (kana, kanji, hangul)
-become overlapping character bigrams (plus the single character for one-character runs), so Japanese and Chinese
-text, which has no spaces, still matches sensibly.
+become overlapping character bigrams plus single non-hiragana characters, so Japanese and Chinese text, which has no
+spaces, still matches sensibly.
 
 Like the vector index, this is a derived index: rebuilt from the graph store at start and kept current from the
 store's change log. Partitions are per scope; a search can only ever see its own scope's documents.
@@ -57,7 +57,10 @@ def tokenize(text: str) -> list[str]:
         cjk_runs = _CJK.findall(word)
         if cjk_runs:
             for run in cjk_runs:
-                tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+                if len(run) > 1:
+                    tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+                # Single ideographs / katakana / hangul carry meaning (犬 = dog); single hiragana are mostly particles.
+                tokens.extend(ch for ch in run if not "\u3040" <= ch <= "\u309f")
             rest = _CJK.sub(" ", word).split()
             tokens.extend(_stem(w) for w in rest if w not in STOP_WORDS)
             continue
