@@ -29,8 +29,9 @@ class RecallPreset:
     graph_seeds: int = 10
     """How many of the best first-stage candidates seed graph expansion (0 = no graph)."""
     graph_hops: int = 1
-    graph_types: tuple[str, ...] | None = None
-    """Edge types followed (None = all, shared entities included)."""
+    graph_types: tuple[str, ...] | None = ("RELATED_TO", "LEADS_TO")
+    """Edge types followed. Shared entities ("MENTIONS") are left out by default: one entity mentioned by most of a
+    user's memories (their own name) would pull all of them in. None = every type, shared entities included."""
     rescore_k: int = 60
     """How many first-stage candidates are fetched from the store for the final score."""
     weights: Weights = field(default_factory=Weights)

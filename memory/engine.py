@@ -1,0 +1,247 @@
+"""``MemoryEngine``: the memory library's facade — remember, recall, relate, search the graph, forget, export.
+
+    from memory import MemoryConfig, MemoryEngine
+
+    async with await MemoryEngine.open(MemoryConfig(data_dir="./mem")) as memory:
+        await memory.remember("My dog is called Pochi", user_id="alice", importance=0.8, category="pets")
+        for hit in await memory.recall("What is my dog's name?", user_id="alice", top_k=3):
+            print(hit.score, hit.memory.text)
+
+Every call is scoped to (tenant, user); the tenant defaults to ``config.tenant``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from memory.config import MemoryConfig
+from memory.embedding.base import Embedder
+from memory.graph.base import EdgeType, GraphStore
+from memory.models import GraphHit, Memory, MemoryKind, RelationType, Relationship, Scope
+from memory.recall.indexes import DerivedIndexes
+from memory.recall.lexical import LexicalIndex
+from memory.recall.presets import get_preset
+from memory.recall.recall import RecalledMemory, Recaller
+from memory.vectors.base import VectorIndex
+from memory.writes.extraction import DeterministicExtractor, Extractor
+from memory.writes.pipeline import PipelineOptions, WritePipeline
+from memory.writes.queue import DurableQueue, WriteJob
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryEngine:
+    def __init__(
+        self,
+        config: MemoryConfig,
+        *,
+        store: GraphStore,
+        embedder: Embedder,
+        vectors: VectorIndex,
+        queue: DurableQueue,
+        extractor: Extractor | None = None,
+    ) -> None:
+        """Prefer :meth:`open`, which builds every part from the config. This constructor takes them injected."""
+        self.config = config
+        self.store = store
+        self.embedder = embedder
+        self.vectors = vectors
+        self.lexical = LexicalIndex()
+        self.queue = queue
+        self.indexes = DerivedIndexes(store, vectors, self.lexical)
+        self.recaller = Recaller(embedder, vectors, self.lexical, store)
+        self.pipeline = WritePipeline(
+            queue,
+            extractor or DeterministicExtractor(),
+            embedder,
+            store,
+            search_similar=vectors.search,
+            follow=self.indexes.follow,
+            options=PipelineOptions(dedupe_threshold=config.dedupe_threshold),
+        )
+        self._saver: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, config: MemoryConfig) -> MemoryEngine:
+        from memory.factory import build_parts
+
+        store, embedder, vectors, queue = await build_parts(config)
+        engine = cls(config, store=store, embedder=embedder, vectors=vectors, queue=queue)
+        await engine.start()
+        return engine
+
+    async def start(self) -> None:
+        await self.indexes.start()
+        self.pipeline.start()
+        self._saver = asyncio.create_task(self._save_periodically(), name="memory-index-saver")
+
+    async def close(self) -> None:
+        await self.pipeline.stop()
+        if self._saver is not None:
+            self._saver.cancel()
+            await asyncio.gather(self._saver, return_exceptions=True)
+        await self.vectors.save()
+        await self.queue.close()
+        await self.embedder.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> MemoryEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.index_save_interval_s)
+            try:
+                await self.vectors.save()
+            except Exception:
+                logger.exception("saving the vector index failed; it will be rebuilt from the store if needed")
+
+    def scope(self, user_id: str, tenant: str | None = None) -> Scope:
+        return Scope(tenant or self.config.tenant, user_id)
+
+    # --- writes ----------------------------------------------------------------------------------------------
+
+    async def remember(
+        self,
+        content: str,
+        user_id: str,
+        *,
+        importance: float = 0.5,
+        category: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        kind: MemoryKind | str = MemoryKind.FACT,
+        event_time: float | None = None,
+        source_ids: Sequence[str] = (),
+        tenant: str | None = None,
+        job_id: str | None = None,
+        wait: bool = True,
+    ) -> str | None:
+        """Store a memory through the durable write pipeline. Returns its id (the id of the memory it merged into,
+        if it repeats one), or None with ``wait=False`` (queued durably; applied in the background)."""
+        if not content or not content.strip():
+            raise ValueError("content must not be empty")
+        if not 0.0 <= importance <= 1.0:
+            raise ValueError("importance must be within 0..1")
+        extra = dict(metadata or {})
+        if category is not None:
+            extra["category"] = category
+        job = WriteJob.for_memory(
+            self.scope(user_id, tenant),
+            content,
+            kind=str(MemoryKind(kind)),
+            importance=importance,
+            metadata=extra,
+            event_time=event_time,
+            source_ids=source_ids,
+            job_id=job_id,
+        )
+        applied = await self.pipeline.submit(job, wait=wait)
+        return applied.memory_ids[0] if applied and applied.memory_ids else None
+
+    async def add_relationship(
+        self,
+        from_memory: str,
+        to_memory: str,
+        relationship_type: RelationType | str = RelationType.RELATED_TO,
+        strength: float = 1.0,
+        *,
+        user_id: str,
+        tenant: str | None = None,
+    ) -> None:
+        await self.store.add_relationship(
+            Relationship(self.scope(user_id, tenant), from_memory, to_memory, RelationType(relationship_type), strength)
+        )
+
+    async def forget(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> bool:
+        removed = await self.store.delete_memory(self.scope(user_id, tenant), memory_id)
+        await self.indexes.follow()
+        return removed
+
+    async def forget_user(self, user_id: str, *, tenant: str | None = None) -> int:
+        """Everything of the user: queued writes, memories, entities, edges, vectors, lexical postings."""
+        scope = self.scope(user_id, tenant)
+        async with self.pipeline.paused_for_erasure(scope):
+            await self.queue.delete_scope(scope)
+            removed = await self.store.delete_user(scope)
+            await self.indexes.follow()
+            await self.indexes.drop_scope(scope)
+        return removed
+
+    async def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every queued write has been applied (tests, benchmarks, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while await self.queue.depth() > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("write queue did not drain")
+            await self.pipeline.run_once()
+            await asyncio.sleep(0)
+
+    # --- reads -----------------------------------------------------------------------------------------------
+
+    async def recall(
+        self,
+        query: str,
+        user_id: str,
+        top_k: int = 10,
+        *,
+        preset: str | None = None,
+        tenant: str | None = None,
+    ) -> list[RecalledMemory]:
+        chosen = get_preset(preset or self.config.recall_preset).with_overrides(top_k=top_k)
+        hits = await self.recaller.recall(self.scope(user_id, tenant), query, chosen)
+        if hits:
+            # Bookkeeping for importance / promotion; never on the caller's path.
+            asyncio.get_running_loop().create_task(
+                self._record_use(self.scope(user_id, tenant), [h.memory.id for h in hits])
+            )
+        return hits
+
+    async def _record_use(self, scope: Scope, memory_ids: list[str]) -> None:
+        try:
+            await self.store.record_use(scope, memory_ids, time.time())
+        except Exception:
+            logger.warning("could not record memory use", exc_info=True)
+
+    async def get(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> Memory | None:
+        return await self.store.get_memory(self.scope(user_id, tenant), memory_id)
+
+    async def graph_search(
+        self,
+        start_node: str,
+        max_depth: int = 2,
+        relationship_types: Collection[EdgeType] | None = None,
+        *,
+        user_id: str,
+        tenant: str | None = None,
+    ) -> list[GraphHit]:
+        return await self.store.graph_search(
+            self.scope(user_id, tenant), start_node, max_depth=max_depth, relationship_types=relationship_types
+        )
+
+    async def history(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> list[Memory]:
+        return await self.store.history(self.scope(user_id, tenant), memory_id)
+
+    async def export(self, user_id: str, *, tenant: str | None = None) -> dict[str, Any]:
+        return await self.store.export_user(self.scope(user_id, tenant))
+
+    async def import_user(self, user_id: str, data: dict[str, Any], *, tenant: str | None = None) -> int:
+        """Load an export (from any scope, any store) into this user: texts are embedded again with this model."""
+        scope = self.scope(user_id, tenant)
+        count = await self.store.import_user(scope, data)
+        ids = [m["id"] for m in data.get("memories", [])]
+        memories = await self.store.get_memories(scope, ids)
+        if memories:
+            vectors = await self.embedder.embed([m.text for m in memories])
+            for memory, vector in zip(memories, vectors, strict=True):
+                await self.store.upsert_memory(memory, vector)
+        await self.indexes.follow()
+        return count

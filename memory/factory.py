@@ -1,0 +1,45 @@
+"""Builds the engine's parts from a :class:`MemoryConfig` — the one place that picks backends."""
+
+from __future__ import annotations
+
+from memory.config import MemoryConfig
+from memory.embedding.base import Embedder
+from memory.graph.base import GraphStore
+from memory.vectors.base import VectorIndex
+from memory.writes.queue import DurableQueue
+
+
+def build_embedder(config: MemoryConfig) -> Embedder:
+    if config.embedder == "onnx":
+        from memory.embedding.onnx import OnnxEmbedder
+
+        return OnnxEmbedder(config.embedding_model, cache_dir=config.model_cache_dir, threads=config.embedding_threads)
+    from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(config.embedding_model, threads=config.embedding_threads)
+
+
+def build_store(config: MemoryConfig) -> GraphStore:
+    if config.graph_backend == "neo4j":
+        from memory.graph.neo4j_store import Neo4jGraphStore
+
+        password = config.neo4j_password.get_secret_value() if config.neo4j_password else ""
+        return Neo4jGraphStore(config.neo4j_uri or "", config.neo4j_user, password, database=config.neo4j_database)
+    from memory.graph.sqlite_store import SqliteGraphStore
+
+    return SqliteGraphStore(config.sqlite_path)
+
+
+async def build_parts(config: MemoryConfig) -> tuple[GraphStore, Embedder, VectorIndex, DurableQueue]:
+    from memory.vectors.faiss_index import FaissVectorIndex
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    embedder = build_embedder(config)
+    if embedder.dim != config.vector_dim:
+        raise ValueError(f"the embedding model has dimension {embedder.dim}, config.vector_dim says {config.vector_dim}")
+    store = build_store(config)
+    await store.open()
+    vectors = FaissVectorIndex.open(config.index_dir, dim=embedder.dim, embedder_name=embedder.name)
+    queue = DurableQueue(config.queue_path)
+    await queue.open()
+    return store, embedder, vectors, queue

@@ -1,0 +1,248 @@
+"""The write pipeline: durable queue → extraction → embed → dedupe → graph commit → derived indexes → ack.
+
+Delivery is at least once (the queue hands a job out again if its worker died before the ack); application is
+exactly once because the graph store commits each job's batch together with its job id and refuses a replay. So a
+crash at any point loses nothing (the job is still queued) and applies nothing twice (the replayed commit is a no-op;
+the derived indexes follow the store's change log and catch up whatever they missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from memory.embedding.base import Embedder
+from memory.graph.base import GraphStore, StoreUnavailable, WriteBatch
+from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope, normalise_entity
+from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
+from memory.writes.queue import DurableQueue, WriteJob
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    dedupe_threshold: float = 0.95
+    """Cosine similarity at or above which a new memory merges into an existing one of the same kind."""
+    batch_size: int = 64
+    lease_s: float = 60.0
+    retry_after_s: float = 5.0
+    idle_poll_s: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedJob:
+    job_id: str
+    memory_ids: tuple[str, ...]
+    """The memories the job created or merged into, in extraction order."""
+    replayed: bool = False
+
+
+class WritePipeline:
+    def __init__(
+        self,
+        queue: DurableQueue,
+        extractor: Extractor,
+        embedder: Embedder,
+        store: GraphStore,
+        search_similar: Callable[[Scope, np.ndarray, int], "asyncio.Future[list[tuple[str, float]]]"],
+        follow: Callable[[], "asyncio.Future[int]"],
+        options: PipelineOptions | None = None,
+    ) -> None:
+        """``search_similar`` finds near neighbours in the scope (the vector index); ``follow`` brings the derived
+        indexes up to the store's change log after each commit."""
+        self._queue = queue
+        self._extractor = extractor
+        self._embedder = embedder
+        self._store = store
+        self._search_similar = search_similar
+        self._follow = follow
+        self.options = options or PipelineOptions()
+        self._waiters: dict[str, asyncio.Future[AppliedJob]] = {}
+        self._wake = asyncio.Event()
+        self._applying = asyncio.Lock()
+        self._erased: dict[Scope, float] = {}
+        """Scope → time it was erased: a job of that scope created earlier (claimed before the erasure, so not
+        removed from the queue with it) is dropped instead of bringing the user's data back."""
+        self._worker: asyncio.Task[None] | None = None
+
+    # --- producer side ---------------------------------------------------------------------------------------
+
+    async def submit(self, job: WriteJob, *, wait: bool = False) -> AppliedJob | None:
+        """Queue the job durably (returns once it is on disk). With ``wait``, also wait until it is applied."""
+        waiter: asyncio.Future[AppliedJob] | None = None
+        if wait:
+            waiter = self._waiters.setdefault(job.job_id, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        self._wake.set()
+        return await waiter if waiter is not None else None
+
+    # --- worker side -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="memory-write-pipeline")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                processed = await self.run_once()
+            except Exception:  # the worker must survive anything; the job stays queued
+                logger.exception("write pipeline iteration failed")
+                processed = 0
+            if processed == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.options.idle_poll_s * 20)
+                except TimeoutError:
+                    pass
+
+    @asynccontextmanager
+    async def paused_for_erasure(self, scope: Scope) -> AsyncIterator[None]:
+        """Hold the pipeline between jobs while a scope is erased; its older jobs are dropped from then on."""
+        async with self._applying:
+            self._erased[scope] = time.time()
+            yield
+
+    async def run_once(self) -> int:
+        """Claim up to a batch of jobs and apply them; returns how many were acked."""
+        jobs = await self._queue.claim(limit=self.options.batch_size, lease_s=self.options.lease_s)
+        acked = 0
+        for job in jobs:
+            try:
+                async with self._applying:
+                    erased_at = self._erased.get(job.scope)
+                    if erased_at is not None and job.created_at <= erased_at:
+                        applied = AppliedJob(job.job_id, ())
+                    else:
+                        applied = await self._apply(job)
+            except StoreUnavailable as exc:
+                logger.warning("graph store unavailable; job %s stays queued: %s", job.job_id, exc)
+                await self._queue.fail(job.job_id, str(exc), self.options.retry_after_s)
+                continue
+            except Exception as exc:
+                logger.exception("write job %s failed", job.job_id)
+                await self._queue.fail(job.job_id, f"{type(exc).__name__}: {exc}", self.options.retry_after_s)
+                self._resolve_error(job.job_id, exc)
+                continue
+            await self._queue.ack(job.job_id)
+            acked += 1
+            waiter = self._waiters.pop(job.job_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(applied)
+        return acked
+
+    def _resolve_error(self, job_id: str, exc: Exception) -> None:
+        waiter = self._waiters.pop(job_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    async def _apply(self, job: WriteJob) -> AppliedJob:
+        extraction = await self._extractor.extract(job)
+        if not extraction.memories:
+            await self._store.commit(WriteBatch(job_id=job.job_id, scope=job.scope))
+            return AppliedJob(job.job_id, ())
+        vectors = await self._embedder.embed([m.text for m in extraction.memories])
+        batch, memory_ids = await self._build_batch(job, extraction, vectors)
+        fresh = await self._store.commit(batch)
+        await self._follow()
+        return AppliedJob(job.job_id, tuple(memory_ids), replayed=not fresh)
+
+    async def _build_batch(
+        self, job: WriteJob, extraction: Extraction, vectors: np.ndarray
+    ) -> tuple[WriteBatch, list[str]]:
+        scope = job.scope
+        batch = WriteBatch(job_id=job.job_id, scope=scope)
+        memory_ids: list[str] = []
+        kept_vectors: list[np.ndarray] = []
+        kept: list[Memory] = []
+        for extracted, vector in zip(extraction.memories, vectors, strict=True):
+            memory = _to_memory(scope, extracted, job.job_id, len(memory_ids))
+            target = await self._duplicate_of(scope, memory, vector, kept, kept_vectors)
+            if target is None:
+                kept.append(memory)
+                kept_vectors.append(vector)
+                memory_ids.append(memory.id)
+                continue
+            merged = _merge(target, memory)
+            if target in kept:
+                kept[kept.index(target)] = merged
+            else:
+                kept.append(merged)
+                kept_vectors.append(None)  # type: ignore[arg-type] - keep the stored embedding
+            memory_ids.append(merged.id)
+        batch.memories = kept
+        batch.embeddings = [v if v is None else np.asarray(v, dtype=np.float32) for v in kept_vectors]
+        entities: dict[str, Entity] = {}
+        for extracted in extraction.memories:
+            for display, entity_type in extracted.entities:
+                key = normalise_entity(display)
+                if key:
+                    entities.setdefault(key, Entity(scope, key, entity_type, display))
+        batch.entities = list(entities.values())
+        for relation in extraction.relations:
+            source, target = memory_ids[relation.source], memory_ids[relation.target]
+            if source != target:
+                batch.relationships.append(
+                    Relationship(scope, source, target, RelationType(relation.type), relation.strength)
+                )
+        return batch, memory_ids
+
+    async def _duplicate_of(
+        self, scope: Scope, memory: Memory, vector: np.ndarray, kept: Sequence[Memory], kept_vectors: Sequence
+    ) -> Memory | None:
+        threshold = self.options.dedupe_threshold
+        for other, other_vector in zip(kept, kept_vectors, strict=True):
+            if other_vector is not None and other.kind == memory.kind and float(other_vector @ vector) >= threshold:
+                return other
+        hits = await self._search_similar(scope, vector, 1)
+        if hits and hits[0][1] >= threshold:
+            existing = await self._store.get_memory(scope, hits[0][0])
+            if existing is not None and existing.kind == memory.kind and existing.superseded_by is None:
+                for other in kept:
+                    if other.id == existing.id:
+                        return other
+                return existing
+        return None
+
+
+def _to_memory(scope: Scope, extracted: ExtractedMemory, job_id: str, position: int) -> Memory:
+    """Ids derive from the job id and the position, so a replayed job produces the same ids."""
+    return Memory(
+        scope=scope,
+        text=extracted.text,
+        kind=MemoryKind(extracted.kind),
+        importance=extracted.importance,
+        id=f"{job_id}-{position}",
+        event_time=extracted.event_time,
+        source_ids=tuple(extracted.source_ids),
+        entities=tuple(dict.fromkeys(normalise_entity(name) for name, _ in extracted.entities if name.strip())),
+        metadata=dict(extracted.metadata),
+    )
+
+
+def _merge(existing: Memory, duplicate: Memory) -> Memory:
+    """A near-duplicate strengthens the memory it repeats: provenance and entities are united, importance kept at
+    the higher value, the newest event time wins."""
+    return existing.evolve(
+        source_ids=tuple(dict.fromkeys((*existing.source_ids, *duplicate.source_ids))),
+        entities=tuple(dict.fromkeys((*existing.entities, *duplicate.entities))),
+        importance=max(existing.importance, duplicate.importance),
+        event_time=max(filter(None, (existing.event_time, duplicate.event_time)), default=None),
+        metadata={**duplicate.metadata, **existing.metadata},
+    )
