@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     overhead = benches.add_parser("overhead", help="latency the proxy adds over calling the upstream directly")
     add_overhead_arguments(overhead)
+    from memory.bench.recall_quality import add_arguments as add_recall_arguments
+
+    recall = benches.add_parser("recall", help="recall@k of gold evidence turns on a LoCoMo-schema data set")
+    add_recall_arguments(recall)
+    from memory.bench.latency import add_arguments as add_latency_arguments
+
+    latency = benches.add_parser("latency", help="recall() p50/p95 for users of 1k/10k/100k memories, 1M in store")
+    add_latency_arguments(latency)
     return parser
 
 

@@ -11,8 +11,8 @@ class Weights:
     """How much each signal adds to a candidate's score (each signal is scaled to 0..1 first)."""
 
     dense: float = 1.0
-    lexical: float = 0.5
-    graph: float = 0.25
+    lexical: float = 1.0
+    graph: float = 0.3
     recency: float = 0.05
     importance: float = 0.05
     use: float = 0.02
@@ -22,9 +22,9 @@ class Weights:
 class RecallPreset:
     name: str
     top_k: int = 10
-    dense_k: int = 100
+    dense_k: int = 200
     """Candidates taken from the vector index."""
-    lexical_k: int = 100
+    lexical_k: int = 200
     """Candidates taken from BM25."""
     graph_seeds: int = 10
     """How many of the best first-stage candidates seed graph expansion (0 = no graph)."""
@@ -32,7 +32,7 @@ class RecallPreset:
     graph_types: tuple[str, ...] | None = ("RELATED_TO", "LEADS_TO")
     """Edge types followed. Shared entities ("MENTIONS") are left out by default: one entity mentioned by most of a
     user's memories (their own name) would pull all of them in. None = every type, shared entities included."""
-    rescore_k: int = 60
+    rescore_k: int = 100
     """How many first-stage candidates are fetched from the store for the final score."""
     weights: Weights = field(default_factory=Weights)
     recency_half_life_days: float = 30.0
@@ -51,7 +51,7 @@ PRESETS: dict[str, RecallPreset] = {
         RecallPreset(name="balanced"),
         # Relevance only: the benchmark-facing preset, and what a caller wants when diversity is not a concern.
         RecallPreset(name="precise", mmr_lambda=1.0, weights=Weights(recency=0.0, importance=0.0, use=0.0)),
-        RecallPreset(name="broad", top_k=20, dense_k=200, lexical_k=200, graph_seeds=20, graph_hops=2, mmr_lambda=0.6),
+        RecallPreset(name="broad", top_k=20, dense_k=400, lexical_k=400, graph_seeds=20, graph_hops=2, mmr_lambda=0.6),
         RecallPreset(name="fast", dense_k=40, lexical_k=40, graph_seeds=0, rescore_k=30),
     )
 }

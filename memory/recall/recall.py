@@ -14,6 +14,7 @@ from memory.recall.lexical import LexicalIndex, tokenize
 from memory.recall.presets import RecallPreset
 from memory.vectors.base import VectorIndex
 
+MMR_POOL_FACTOR = 2
 DENSE_FLOOR = 0.1
 """Cosine similarities at or below this count as no dense signal (MiniLM puts unrelated text around 0..0.1)."""
 
@@ -85,11 +86,18 @@ class Recaller:
             candidate.importance = memory.importance
             candidate.use = rankers.use_signal(memory.use_count)
             candidate.score = rankers.final_score(candidate, preset.weights)
-            candidate.tokens = frozenset(tokenize(memory.text))
-            candidate.length = rankers.estimate_tokens(memory.text)
             scored.append(candidate)
         scored.sort(key=lambda c: c.score, reverse=True)
-        chosen = rankers.mmr(scored, preset.top_k, preset.mmr_lambda)
+        if preset.mmr_lambda < 1.0:
+            # Diversity is decided among the best few only: MMR is quadratic and needs each text's tokens.
+            pool = scored[: MMR_POOL_FACTOR * preset.top_k]
+            for candidate in pool:
+                candidate.tokens = frozenset(tokenize(memories[candidate.memory_id].text))
+            chosen = rankers.mmr(pool, preset.top_k, preset.mmr_lambda)
+        else:
+            chosen = scored[: preset.top_k]
+        for candidate in chosen:
+            candidate.length = rankers.estimate_tokens(memories[candidate.memory_id].text)
         chosen = rankers.within_budget(chosen, preset.token_budget)
         return [
             RecalledMemory(
