@@ -91,6 +91,7 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
     for user, count in users:
         loaded += await bulk_load(engine, Scope("bench", user), count, pool_texts, pool, rng)
     await engine.indexes.follow()
+    await engine.vectors.settle()  # large partitions train their compressed index in the background
     load_s = time.perf_counter() - started
 
     preset = get_preset(args.preset)

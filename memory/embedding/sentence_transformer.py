@@ -1,0 +1,88 @@
+"""The reference embedder: sentence-transformers (PyTorch), any local model folder, all-MiniLM-L6-v2 by default.
+
+About 13-16 ms for one short query on one core: use :class:`~memory.embedding.onnx.OnnxEmbedder` on the recall
+path, this one where exactness or unusual model layouts (Dense heads, custom modules) matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from memory.embedding.base import Embedder
+from memory.embedding.batcher import MicroBatcher
+from memory.embedding.model_folder import default_model_path, embedder_name
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """All model work runs in one dedicated worker thread whose torch intra-op threads are set to ``threads``;
+    concurrent calls are micro-batched (see :class:`MicroBatcher`). The model loads in the constructor."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        threads: int = 1,
+        batch_size: int = 64,
+        max_wait: float = 0.0,
+    ) -> None:
+        path = Path(model_path) if model_path is not None else default_model_path()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="st-embedder", initializer=_set_torch_threads, initargs=(threads,)
+        )
+        try:
+            self._model: SentenceTransformer = self._executor.submit(_load, path, device).result()
+            dim = self._model.get_embedding_dimension()
+            if not dim:
+                raise ValueError(f"{path} does not say its embedding dimension")
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+        self.dim = int(dim)
+        self.name = embedder_name(path)
+        self._batch_size = batch_size
+        self._batcher = MicroBatcher(self.encode, self._executor, max_batch=batch_size, max_wait=max_wait)
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        return self._batcher
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return await self._batcher.run(texts)
+
+    async def close(self) -> None:
+        await self._batcher.wait_idle()
+        self._executor.shutdown(wait=True)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _load(path: Path, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device=device, local_files_only=True)

@@ -1,0 +1,344 @@
+"""FaissVectorIndex: add / replace / remove for both index types, scope isolation, persistence, memory budget.
+
+Real FAISS throughout. ``exact_max=100`` makes partitions above 100 vectors switch from the exact scan to IVF with
+8-bit codes, so both types run in a few milliseconds. Vectors are random unit vectors: these tests are about
+bookkeeping (ANN recall on real MiniLM vectors is measured in the benchmarks), and a vector searched for itself
+comes back first from either type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from memory import atomic_file
+from memory.models import Scope
+from memory.vectors.faiss_index import FaissVectorIndex, IndexLoadError
+from memory.vectors.partition import FLAT, IVF_SQ8, Partition, PartitionPolicy, build_ivf
+
+DIM = 16
+SMALL = 100
+ALICE, BOB = Scope("acme", "alice"), Scope("acme", "bob")
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+async def index() -> AsyncIterator[FaissVectorIndex]:
+    vectors = FaissVectorIndex(DIM, exact_max=SMALL)
+    yield vectors
+    await vectors.close()
+
+
+@pytest.mark.parametrize("size", [40, 3 * SMALL], ids=["flat", "ivf-sq8"])
+async def test_add_replace_remove(index: FaissVectorIndex, size: int) -> None:
+    vectors = unit_vectors(size)
+    ids = [f"m{i}" for i in range(size)]
+    await index.add(ALICE, ids, vectors)
+    await index.settle()
+    assert (await index.stats())["resident_ivf_partitions"] == (size > SMALL)
+    assert index.count(ALICE) == size
+
+    for row in (0, size // 2, size - 1):
+        best_id, best_score = (await index.search(ALICE, vectors[row], 3))[0]
+        assert best_id == ids[row] and best_score == pytest.approx(1.0, abs=0.02)
+
+    replacement = unit_vectors(1, seed=99)[0]
+    await index.add(ALICE, ["m0"], replacement[None])
+    assert index.count(ALICE) == size
+    assert (await index.search(ALICE, replacement, 1))[0][0] == "m0"
+    assert "m0" not in [hit_id for hit_id, score in await index.search(ALICE, vectors[0], 5) if score > 0.98]
+
+    await index.remove(ALICE, ["m1", "m2", "not-there"])
+    assert index.count(ALICE) == size - 2
+    found = {hit_id for hit_id, _ in await index.search(ALICE, vectors[1], size)}
+    assert not found & {"m1", "m2"}
+
+    await index.remove(ALICE, ids)
+    assert index.count(ALICE) == 0
+    assert await index.search(ALICE, vectors[3], 5) == []
+
+
+async def test_search_results_are_ordered_bounded_and_scoped(index: FaissVectorIndex) -> None:
+    vectors = unit_vectors(30)
+    await index.add(ALICE, [f"a{i}" for i in range(30)], vectors)
+    await index.add(BOB, ["b0"], vectors[:1])
+
+    hits = await index.search(ALICE, vectors[0], 10)
+    scores = [score for _, score in hits]
+    assert len(hits) == 10 and scores == sorted(scores, reverse=True)
+    assert [hit_id for hit_id, _ in await index.search(BOB, vectors[0], 50)] == ["b0"]
+    assert await index.search(Scope("acme", "nobody"), vectors[0], 5) == []
+    assert await index.search(ALICE, vectors[0], 0) == []
+    with pytest.raises(ValueError, match="dimension"):
+        await index.search(ALICE, np.ones(DIM + 1, dtype=np.float32), 3)
+    with pytest.raises(ValueError, match="dimension"):
+        await index.add(ALICE, ["x", "y"], vectors[:1])
+
+
+async def test_the_last_of_repeated_ids_in_one_add_wins(index: FaissVectorIndex) -> None:
+    vectors = unit_vectors(3)
+    await index.add(ALICE, ["same", "other", "same"], vectors)
+    assert index.count(ALICE) == 2
+    assert (await index.search(ALICE, vectors[2], 1))[0][0] == "same"
+    assert (await index.search(ALICE, vectors[0], 1))[0][0] != "same"
+
+
+def test_partitions_switch_type_with_their_size() -> None:
+    policy = PartitionPolicy(exact_max=SMALL, retrain_growth=2.0)
+    partition = Partition(DIM)
+    vectors = unit_vectors(5 * SMALL)
+    ids = [f"m{i}" for i in range(5 * SMALL)]
+
+    partition.add(ids[:SMALL], vectors[:SMALL])
+    assert partition.kind == FLAT and not partition.build_due(policy)
+    partition.add(ids[SMALL : SMALL + 1], vectors[SMALL : SMALL + 1])
+    assert partition.build_due(policy)
+    snapshot, snapshot_vectors = partition.begin_build()
+    assert partition.finish_build(snapshot, build_ivf(DIM, snapshot_vectors, policy))
+    assert partition.kind == IVF_SQ8 and partition.trained_on == SMALL + 1
+
+    partition.add(ids[SMALL + 1 :], vectors[SMALL + 1 :])  # past 2x: time to retrain, on everything
+    assert partition.build_due(policy)
+    snapshot, snapshot_vectors = partition.begin_build()
+    assert partition.finish_build(snapshot, build_ivf(DIM, snapshot_vectors, policy))
+    assert partition.kind == IVF_SQ8 and partition.trained_on == 5 * SMALL
+    assert partition.search(vectors[250][None], 1, policy)[0][0] == "m250"
+
+    partition.remove(ids[: 5 * SMALL - SMALL // 2], policy)  # down to half of exact_max: exact again, at once
+    assert partition.kind == FLAT and partition.count == SMALL // 2
+    assert partition.search(vectors[-1][None], 1, policy)[0][0] == ids[-1]
+    assert len(partition.ids) == partition.count  # labels compacted
+
+
+def test_changes_made_during_a_build_carry_over_to_the_new_index() -> None:
+    policy = PartitionPolicy(exact_max=SMALL)
+    partition = Partition(DIM)
+    vectors = unit_vectors(2 * SMALL + 3)
+    partition.add([f"m{i}" for i in range(2 * SMALL)], vectors[: 2 * SMALL])
+    snapshot, snapshot_vectors = partition.begin_build()
+    built = build_ivf(DIM, snapshot_vectors, policy)  # meanwhile, the partition keeps changing:
+    partition.add(["new"], vectors[-1:])
+    partition.add(["m3"], vectors[-2:-1])  # replaced
+    partition.remove(["m4", "m5"], policy)
+    partition.add(["m5"], vectors[-3:-2])  # removed, then back with another vector
+
+    assert partition.finish_build(snapshot, built)
+    assert partition.kind == IVF_SQ8 and partition.count == 2 * SMALL
+    for memory_id, vector in [("new", vectors[-1]), ("m3", vectors[-2]), ("m5", vectors[-3]), ("m9", vectors[9])]:
+        assert partition.search(vector[None], 1, policy)[0][0] == memory_id
+    assert "m4" not in {hit for hit, _ in partition.search(vectors[4][None], 2 * SMALL, policy)}
+    assert "m3" not in {hit for hit, score in partition.search(vectors[3][None], 5, policy) if score > 0.98}
+    assert not partition.finish_build(snapshot, built)  # used up
+
+
+async def test_ivf_builds_run_in_the_background_and_are_swapped_in(index: FaissVectorIndex) -> None:
+    vectors = unit_vectors(3 * SMALL)
+    await index.add(ALICE, [f"m{i}" for i in range(3 * SMALL)], vectors)
+    assert (await index.stats())["builds_under_way"] == 1
+    assert (await index.search(ALICE, vectors[7], 1))[0][0] == "m7"  # served meanwhile (exactly)
+    await index.add(ALICE, ["late"], unit_vectors(1, seed=5))
+
+    await index.settle()
+
+    stats = await index.stats()
+    assert stats["resident_ivf_partitions"] == 1 and stats["builds_under_way"] == 0
+    assert index.count(ALICE) == 3 * SMALL + 1
+    assert (await index.search(ALICE, unit_vectors(1, seed=5)[0], 1))[0][0] == "late"
+
+
+# --- scope isolation ---------------------------------------------------------------------------------------------
+
+SCOPES = [Scope("acme", "alice"), Scope("globex", "alice"), Scope("acme", "bob"), Scope("x", "a/b"),
+          Scope("x/a", "b")]  # fmt: skip
+POOL = unit_vectors(12, seed=7)
+operation = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, len(SCOPES) - 1), st.lists(st.integers(0, 11), min_size=1, max_size=8)),
+    st.tuples(st.just("bulk"), st.integers(0, len(SCOPES) - 1), st.integers(SMALL // 2, SMALL + 20)),
+    st.tuples(st.just("remove"), st.integers(0, len(SCOPES) - 1), st.lists(st.integers(0, 11), max_size=6)),
+    st.tuples(st.just("drop"), st.integers(0, len(SCOPES) - 1)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(operation, min_size=1, max_size=25), st.integers(0, 11))
+@example([("bulk", 0, SMALL + 20), ("add", 0, [0, 1]), ("bulk", 1, SMALL + 20), ("remove", 0, [0]), ("drop", 1)], 0)
+def test_no_search_ever_returns_another_scopes_id(operations: list[tuple], probe: int) -> None:
+    """Every scope uses the same ids and the same vectors; each search must return exactly its own scope's ids."""
+    asyncio.run(_isolation_scenario(operations, probe))
+
+
+async def _isolation_scenario(operations: list[tuple], probe: int) -> None:
+    index = FaissVectorIndex(DIM, exact_max=SMALL)
+    model: dict[Scope, set[str]] = {scope: set() for scope in SCOPES}
+    try:
+        for op, which, *args in operations:
+            scope = SCOPES[which]
+            if op == "add":
+                rows = args[0]
+                await index.add(scope, [f"m{r}" for r in rows], POOL[rows])
+                model[scope] |= {f"m{r}" for r in rows}
+            elif op == "bulk":  # crosses into IVF when the partition gets big enough
+                bulk = unit_vectors(args[0], seed=len(model[scope]))
+                await index.add(scope, [f"bulk{i}" for i in range(args[0])], bulk)
+                model[scope] |= {f"bulk{i}" for i in range(args[0])}
+            elif op == "remove":
+                await index.remove(scope, [f"m{r}" for r in args[0]])
+                model[scope] -= {f"m{r}" for r in args[0]}
+            else:
+                await index.drop_scope(scope)
+                model[scope] = set()
+            for other in SCOPES:
+                assert index.count(other) == len(model[other])
+                hits = {hit_id for hit_id, _ in await index.search(other, POOL[probe], 200)}
+                assert hits <= model[other]
+                if len(model[other]) <= SMALL:  # the exact scan returns everything asked for
+                    assert hits == model[other]
+    finally:
+        await index.close()
+
+
+# --- persistence -------------------------------------------------------------------------------------------------
+
+
+async def _filled(path: Path, **options: object) -> tuple[FaissVectorIndex, np.ndarray]:
+    index = FaissVectorIndex(DIM, path, embedder_name="test-model", exact_max=SMALL, **options)
+    vectors = unit_vectors(3 * SMALL)
+    await index.add(ALICE, [f"a{i}" for i in range(3 * SMALL)], vectors)  # IVF
+    await index.add(BOB, [f"b{i}" for i in range(10)], vectors[:10])  # flat
+    return index, vectors
+
+
+async def test_save_and_reopen_restores_everything(tmp_path: Path) -> None:
+    index, vectors = await _filled(tmp_path / "vectors")
+    index.applied_seq = 42
+    before = [await index.search(scope, vectors[5], 10) for scope in (ALICE, BOB)]
+    await index.save()
+    await index.close()
+
+    reopened = FaissVectorIndex(DIM, tmp_path / "vectors", embedder_name="test-model", exact_max=SMALL)
+    try:
+        assert reopened.applied_seq == 42
+        assert (reopened.count(ALICE), reopened.count(BOB)) == (3 * SMALL, 10)
+        assert [await reopened.search(scope, vectors[5], 10) for scope in (ALICE, BOB)] == before
+
+        await reopened.remove(BOB, ["b0"])
+        await reopened.drop_scope(ALICE)
+        reopened.applied_seq = 50
+        await reopened.save()
+    finally:
+        await reopened.close()
+
+    again = FaissVectorIndex(DIM, tmp_path / "vectors", exact_max=SMALL)
+    try:
+        assert (again.applied_seq, again.count(ALICE), again.count(BOB)) == (50, 0, 9)
+        assert len(list((tmp_path / "vectors" / "partitions").iterdir())) == 1  # ALICE's file is gone
+    finally:
+        await again.close()
+
+
+async def test_a_crash_before_the_rename_leaves_the_saved_index_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, vectors = await _filled(tmp_path / "vectors")
+    index.applied_seq = 7
+    await index.save()
+    await index.remove(BOB, [f"b{i}" for i in range(5)])
+    await index.add(ALICE, ["new"], vectors[:1])
+    index.applied_seq = 9
+
+    def crash(*args: object) -> None:
+        raise OSError("power cut between the temp file and the rename")
+
+    monkeypatch.setattr(atomic_file.os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        await index.save()
+    monkeypatch.undo()
+    await index.close()
+    (tmp_path / "vectors" / "partitions" / ".leftover.part.tmp").write_bytes(b"half a file")
+
+    reopened = FaissVectorIndex(DIM, tmp_path / "vectors", exact_max=SMALL)
+    try:
+        assert (reopened.applied_seq, reopened.count(ALICE), reopened.count(BOB)) == (7, 3 * SMALL, 10)
+        assert (await reopened.search(BOB, vectors[0], 1))[0][0] == "b0"
+        assert not list((tmp_path / "vectors").rglob("*.tmp"))
+    finally:
+        await reopened.close()
+
+
+async def test_damaged_or_mismatched_files_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "vectors"
+    index, vectors = await _filled(path)
+    await index.save()
+    await index.close()
+
+    with pytest.raises(IndexLoadError, match="dimension"):
+        FaissVectorIndex(DIM * 2, path)
+    with pytest.raises(IndexLoadError, match="embedder"):
+        FaissVectorIndex(DIM, path, embedder_name="another-model")
+
+    files = sorted((path / "partitions").iterdir(), key=lambda f: f.stat().st_size)
+    flipped = bytearray(files[1].read_bytes())  # ALICE's, the larger one
+    flipped[-100] ^= 0xFF
+    files[1].write_bytes(bytes(flipped))
+    damaged = FaissVectorIndex(DIM, path, exact_max=SMALL)  # whole files pass the open; the checksum fails on use
+    try:
+        with pytest.raises(IndexLoadError, match="checksum"):
+            await damaged.search(ALICE, vectors[0], 3)
+        assert (await damaged.search(BOB, vectors[0], 1))[0][0] == "b0"
+    finally:
+        await damaged.close()
+
+    files[0].write_bytes(files[0].read_bytes()[:-10])
+    with pytest.raises(IndexLoadError, match="truncated"):
+        FaissVectorIndex(DIM, path)
+    fresh = FaissVectorIndex.open(path, dim=DIM, exact_max=SMALL)
+    try:
+        assert fresh.load_error and "truncated" in fresh.load_error
+        assert (fresh.applied_seq, fresh.count(ALICE), fresh.count(BOB)) == (0, 0, 0)
+    finally:
+        await fresh.close()
+
+
+async def test_partitions_beyond_the_memory_budget_live_on_disk(tmp_path: Path) -> None:
+    index, vectors = await _filled(tmp_path / "vectors", resident_bytes=1)
+    carol = Scope("acme", "carol")
+    try:
+        await index.add(carol, ["c0"], vectors[:1])
+        stats = await index.stats()
+        assert stats["resident_partitions"] == 1 and stats["partitions"] == 3 and stats["vectors"] == 3 * SMALL + 11
+        assert (await index.search(ALICE, vectors[7], 1))[0][0] == "a7"  # read back from its file
+        assert (await index.search(BOB, vectors[3], 1))[0][0] == "b3"
+        await index.remove(ALICE, ["a7"])
+        assert (await index.search(ALICE, vectors[7], 1))[0][0] != "a7"
+        assert index.count(ALICE) == 3 * SMALL - 1
+        await index.save()
+    finally:
+        await index.close()
+    reopened = FaissVectorIndex(DIM, tmp_path / "vectors", exact_max=SMALL)
+    try:
+        assert [reopened.count(s) for s in (ALICE, BOB, carol)] == [3 * SMALL - 1, 10, 1]
+    finally:
+        await reopened.close()
+
+
+async def test_a_partition_evicted_before_any_save_is_discarded_on_open(tmp_path: Path) -> None:
+    """Its changes are newer than the (absent) manifest's applied_seq, so the change log will bring them back."""
+    index, _ = await _filled(tmp_path / "vectors", resident_bytes=1)
+    await index.close()
+    assert list((tmp_path / "vectors" / "partitions").iterdir())  # evicted partitions were written
+    reopened = FaissVectorIndex(DIM, tmp_path / "vectors")
+    try:
+        assert (reopened.applied_seq, reopened.count(ALICE)) == (0, 0)
+        assert not list((tmp_path / "vectors" / "partitions").iterdir())
+    finally:
+        await reopened.close()
