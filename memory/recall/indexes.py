@@ -8,9 +8,10 @@ import logging
 from collections import defaultdict
 
 from memory.graph.base import GraphStore
-from memory.models import ChangeOp, Scope, now
+from memory.models import Change, ChangeOp, Scope, now
 from memory.recall.lexical import LexicalIndex
 from memory.vectors.base import VectorIndex
+from memory.vectors.sync import apply_changes
 
 logger = logging.getLogger(__name__)
 
@@ -40,46 +41,31 @@ class DerivedIndexes:
         logger.info("derived indexes ready (%d changes applied since the vector index was saved)", applied)
 
     async def follow(self) -> int:
-        """Apply every change since the last one applied; returns how many were applied."""
+        """Apply every change since the last one applied to both indexes; returns how many were applied."""
         applied = 0
         async with self._lock:
             while True:
                 changes = await self._store.changes_since(self._vectors.applied_seq, limit=FOLLOW_BATCH)
                 if not changes:
                     return applied
-                upserts: dict[Scope, set[str]] = defaultdict(set)
-                deletes: dict[Scope, set[str]] = defaultdict(set)
-                for change in changes:
-                    if change.op == ChangeOp.DELETE:
-                        deletes[change.scope].add(change.memory_id)
-                        upserts[change.scope].discard(change.memory_id)
-                    else:
-                        upserts[change.scope].add(change.memory_id)
-                        deletes[change.scope].discard(change.memory_id)
-                for scope, ids in deletes.items():
-                    if ids:
-                        await self._vectors.remove(scope, list(ids))
-                        self._lexical.remove(scope, list(ids))
-                for scope, ids in upserts.items():
-                    if ids:
-                        await self._apply_upserts(scope, ids)
+                await apply_changes(self._vectors, self._store, changes)
+                await self._apply_lexical(changes)
                 self._vectors.applied_seq = changes[-1].seq
                 applied += len(changes)
 
-    async def _apply_upserts(self, scope: Scope, ids: set[str]) -> None:
+    async def _apply_lexical(self, changes: list[Change]) -> None:
+        latest: dict[Scope, dict[str, ChangeOp]] = defaultdict(dict)
+        for change in changes:
+            latest[change.scope][change.memory_id] = change.op
         at = now()
-        memories = await self._store.get_memories(scope, list(ids))
-        active = [m for m in memories if m.superseded_by is None and (m.expires_at is None or m.expires_at > at)]
-        gone = ids - {m.id for m in active}
-        if gone:
-            await self._vectors.remove(scope, list(gone))
-            self._lexical.remove(scope, list(gone))
-        if not active:
-            return
-        embedded_ids, matrix = await self._store.embeddings(scope, [m.id for m in active])
-        if embedded_ids:
-            await self._vectors.add(scope, embedded_ids, matrix)
-        self._lexical.add_many(scope, ((m.id, m.text) for m in active))
+        for scope, ops in latest.items():
+            upserted = [memory_id for memory_id, op in ops.items() if op is ChangeOp.UPSERT]
+            memories = await self._store.get_memories(scope, upserted) if upserted else []
+            active = [m for m in memories if m.superseded_by is None and (m.expires_at is None or m.expires_at > at)]
+            self._lexical.add_many(scope, ((m.id, m.text) for m in active))
+            gone = set(ops) - {m.id for m in active}
+            if gone:
+                self._lexical.remove(scope, list(gone))
 
     async def drop_scope(self, scope: Scope) -> None:
         async with self._lock:

@@ -30,7 +30,7 @@ async def sync_index(index: VectorIndex, store: GraphStore, *, batch: int = 1000
         changes = await store.changes_since(index.applied_seq, limit=batch)
         if not changes:
             return applied
-        await _apply(index, store, changes)
+        await apply_changes(index, store, changes)
         index.applied_seq = changes[-1].seq
         applied += len(changes)
         if len(changes) < batch:
@@ -55,7 +55,8 @@ async def rebuild_index(index: FaissVectorIndex, store: GraphStore) -> int:
     return loaded
 
 
-async def _apply(index: VectorIndex, store: GraphStore, changes: list[Change]) -> None:
+async def apply_changes(index: VectorIndex, store: GraphStore, changes: list[Change]) -> None:
+    """Bring the index in line with these changes (state based: the memory is read as it is now)."""
     latest: dict[Scope, dict[str, ChangeOp]] = defaultdict(dict)
     for change in changes:  # only a memory's last change in the batch matters (the state is read, not replayed)
         latest[change.scope].pop(change.memory_id, None)
