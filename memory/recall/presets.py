@@ -32,9 +32,11 @@ class RecallPreset:
     graph_types: tuple[str, ...] | None = ("RELATED_TO", "LEADS_TO")
     """Edge types followed. Shared entities ("MENTIONS") are left out by default: one entity mentioned by most of a
     user's memories (their own name) would pull all of them in. None = every type, shared entities included."""
-    rescore_k: int = 100
+    rescore_k: int = 40
     """How many first-stage candidates are fetched from the store for the final score."""
     weights: Weights = field(default_factory=Weights)
+    dense_floor: float = 0.1
+    """Cosine similarity counted as no dense signal at all (MiniLM puts unrelated text around 0..0.1)."""
     recency_half_life_days: float = 30.0
     mmr_lambda: float = 0.8
     """1.0 = pure relevance; lower trades relevance for diversity (near-duplicates pushed down)."""

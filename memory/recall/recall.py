@@ -15,8 +15,6 @@ from memory.recall.presets import RecallPreset
 from memory.vectors.base import VectorIndex
 
 MMR_POOL_FACTOR = 2
-DENSE_FLOOR = 0.1
-"""Cosine similarities at or below this count as no dense signal (MiniLM puts unrelated text around 0..0.1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +48,7 @@ class Recaller:
         query_vector = await embedding
         dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
 
-        dense = {memory_id: rankers.cosine_to_unit(sim, DENSE_FLOOR) for memory_id, sim in dense_hits}
+        dense = {memory_id: rankers.cosine_to_unit(sim, preset.dense_floor) for memory_id, sim in dense_hits}
         lexical = rankers.scale_by_max(dict(lexical_hits))
         candidates = rankers.merge_candidates(dense, lexical, {})
         for candidate in candidates.values():

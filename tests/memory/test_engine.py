@@ -142,3 +142,14 @@ def test_kill_9_during_1000_queued_writes_loses_nothing_and_applies_nothing_twic
     import asyncio
 
     asyncio.run(check())
+
+
+async def test_forget_user_also_drops_queued_writes(engine: MemoryEngine) -> None:
+    await engine.pipeline.stop()  # keep the write queued
+    await engine.remember("I keep my spare key under the mat", user_id="dave", wait=False)
+    assert await engine.queue.depth() == 1
+    await engine.forget_user("dave")
+    engine.pipeline.start()
+    await engine.flush()
+    assert await engine.recall("where is the spare key", user_id="dave") == []
+    assert await engine.store.count_memories(engine.scope("dave")) == 0
