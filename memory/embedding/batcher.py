@@ -13,12 +13,15 @@ round-robin with everyone else, so a query arriving behind a bulk load waits for
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from memory.embedding.base import Embedder
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 """The model: texts → ``(len(texts), dim)`` float32 rows. Runs in the worker thread."""
@@ -148,3 +151,32 @@ class MicroBatcher:
             self._queue.remove(request)
         if not request.future.done():
             request.future.set_exception(exc)
+
+
+class BatchedEmbedder(Embedder):
+    """The shared half of every local embedder: a synchronous :meth:`encode` run in one dedicated worker thread,
+    with concurrent ``embed`` calls micro-batched. A backend builds its model, then calls :meth:`_start_batching`."""
+
+    _executor: ThreadPoolExecutor
+    _batcher: MicroBatcher
+
+    def _start_batching(self, executor: ThreadPoolExecutor, *, max_batch: int, max_wait: float) -> None:
+        self._executor = executor
+        self._batcher = MicroBatcher(self.encode, executor, max_batch=max_batch, max_wait=max_wait)
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        return self._batcher
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return await self._batcher.run(texts)
+
+    async def close(self) -> None:
+        await self._batcher.wait_idle()
+        self._executor.shutdown(wait=True)
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""

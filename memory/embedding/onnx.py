@@ -19,13 +19,12 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from memory.embedding.base import Embedder
-from memory.embedding.batcher import MicroBatcher
+from memory.embedding.batcher import BatchedEmbedder
 from memory.embedding.model_folder import ModelFolder, folder_digest, normalise_rows, pool
 from memory.embedding.onnx_export import cached_export
 
 
-class OnnxEmbedder(Embedder):
+class OnnxEmbedder(BatchedEmbedder):
     """``threads`` is onnxruntime's intra-op thread count; all work runs in one dedicated worker thread, with
     concurrent calls micro-batched (see :class:`MicroBatcher`)."""
 
@@ -56,21 +55,8 @@ class OnnxEmbedder(Embedder):
         self._session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._batch_size = batch_size
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder")
-        self._batcher = MicroBatcher(self.encode, self._executor, max_batch=batch_size, max_wait=max_wait)
-
-    @property
-    def batcher(self) -> MicroBatcher:
-        return self._batcher
-
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return await self._batcher.run(texts)
-
-    async def close(self) -> None:
-        await self._batcher.wait_idle()
-        self._executor.shutdown(wait=True)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder")
+        self._start_batching(executor, max_batch=batch_size, max_wait=max_wait)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""

@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memory.embedding.base import Embedder
-from memory.embedding.batcher import MicroBatcher
+from memory.embedding.batcher import BatchedEmbedder
 from memory.embedding.model_folder import default_model_path, embedder_name
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-class SentenceTransformerEmbedder(Embedder):
+class SentenceTransformerEmbedder(BatchedEmbedder):
     """All model work runs in one dedicated worker thread whose torch intra-op threads are set to ``threads``;
     concurrent calls are micro-batched (see :class:`MicroBatcher`). The model loads in the constructor."""
 
@@ -49,20 +48,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.dim = int(dim)
         self.name = embedder_name(path)
         self._batch_size = batch_size
-        self._batcher = MicroBatcher(self.encode, self._executor, max_batch=batch_size, max_wait=max_wait)
-
-    @property
-    def batcher(self) -> MicroBatcher:
-        return self._batcher
-
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return await self._batcher.run(texts)
-
-    async def close(self) -> None:
-        await self._batcher.wait_idle()
-        self._executor.shutdown(wait=True)
+        self._start_batching(self._executor, max_batch=batch_size, max_wait=max_wait)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""
