@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from memory.atomic_file import fsync_dir
 from memory.models import Scope, new_id
 
 T = TypeVar("T")
@@ -375,7 +375,7 @@ class DurableQueue:
             conn.close()
             raise
         if created:
-            _fsync_dir(self.path.parent)  # the new file's directory entry must survive a crash too
+            fsync_dir(self.path.parent)  # the new file's directory entry must survive a crash too
         self._conn = conn
         return conn
 
@@ -484,14 +484,6 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _dumps(value: Any) -> str:
