@@ -29,7 +29,8 @@ from memory.recall.recall import RecalledMemory, Recaller
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
 from memory.writes.pipeline import PipelineOptions, WritePipeline
-from memory.writes.queue import DurableQueue, WriteJob
+from memory.writes.jobs import WriteJob
+from memory.writes.queue import DurableQueue
 
 logger = logging.getLogger(__name__)
 

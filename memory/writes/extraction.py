@@ -17,7 +17,7 @@ from typing import Any
 
 from memory.models import MemoryKind, RelationType
 from memory.writes.entities import find_entities
-from memory.writes.queue import WriteJob
+from memory.writes.jobs import WriteJob
 
 __all__ = [
     "DeterministicExtractor",

@@ -21,7 +21,8 @@ from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore, StoreUnavailable, WriteBatch
 from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope, normalise_entity
 from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
-from memory.writes.queue import DurableQueue, WriteJob
+from memory.writes.jobs import WriteJob
+from memory.writes.queue import DurableQueue
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from memory.models import Scope
-from memory.writes.queue import DurableQueue, WriteJob
+from memory.writes.jobs import WriteJob
+from memory.writes.queue import DurableQueue
 
 
 async def main(path: Path, count: int, seed: int) -> None:

@@ -18,7 +18,7 @@ from memory.writes.extraction import (
     episode_importance,
     find_entities,
 )
-from memory.writes.queue import WriteJob
+from memory.writes.jobs import WriteJob
 
 SCOPE = Scope("acme", "hanako")
 extractor = DeterministicExtractor()

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from memory.models import Scope
-from memory.writes.queue import DurableQueue, QueueClosed, WriteJob
+from memory.writes.jobs import WriteJob
+from memory.writes.queue import DurableQueue, QueueClosed
 
 ROOT = Path(__file__).resolve().parents[3]
 ALICE = Scope("acme", "alice")
