@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -52,8 +52,8 @@ class WritePipeline:
         extractor: Extractor,
         embedder: Embedder,
         store: GraphStore,
-        search_similar: Callable[[Scope, np.ndarray, int], "asyncio.Future[list[tuple[str, float]]]"],
-        follow: Callable[[], "asyncio.Future[int]"],
+        search_similar: Callable[[Scope, np.ndarray, int], Awaitable[list[tuple[str, float]]]],
+        follow: Callable[[], Awaitable[int]],
         options: PipelineOptions | None = None,
     ) -> None:
         """``search_similar`` finds near neighbours in the scope (the vector index); ``follow`` brings the derived

@@ -30,7 +30,6 @@ class StubUpstream:
         self.chunk_delay_s = chunk_delay_s
         self.answer_delay_s = answer_delay_s
         self.stats = {"completed": 0, "abandoned": 0}
-        self.last_body: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +52,6 @@ class StubUpstream:
             if not message.get("more_body"):
                 break
         request = json.loads(body)
-        self.last_body = request
         words = ANSWER_WORDS[: request.get("max_tokens") or len(ANSWER_WORDS)]
         work = self._stream(send, request, words) if request.get("stream") else self._whole(send, request, words)
         answer = asyncio.ensure_future(work)
