@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,8 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memory.config import MemoryConfig
+from memory.engine import MemoryEngine
 from proxy import __version__
-from proxy.auth import ApiKeyAuth
+from proxy.auth import KeyRecord, KeyRing, read_keys_file
 from proxy.chat.api_router import router as chat_router
 from proxy.chat.serving import ChatCompletionsService
 from proxy.errors import (
@@ -24,6 +28,8 @@ from proxy.errors import (
     error_body,
     invalid_request_from_validation,
 )
+from proxy.identity import IdentityRules
+from proxy.memory_gateway import MemoryGateway, RecallSettings
 from proxy.routes import router as misc_router
 from proxy.settings import Settings
 from proxy.upstream import UpstreamClient, build_http_client
@@ -31,23 +37,44 @@ from proxy.upstream import UpstreamClient, build_http_client
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, http_client: httpx.AsyncClient | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    memory: MemoryEngine | None = None,
+) -> FastAPI:
     """Build the ASGI app. ``http_client`` is injected by tests (e.g. with an ``httpx.MockTransport``); when it is
-    not given the app builds a pooled client from the settings and closes it at shutdown."""
+    not given the app builds a pooled client from the settings and closes it at shutdown. ``memory`` is an open
+    engine owned by the caller; when it is not given and memory is enabled, the app opens one from the settings at
+    start-up and closes it at shutdown."""
     settings = settings or Settings()
     owns_client = http_client is None
     client = http_client if http_client is not None else build_http_client(settings)
-    auth = ApiKeyAuth(settings.api_key_digests)
+    keys = KeyRing(key_records(settings))
     upstream_key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
     upstream = UpstreamClient(client, settings.upstream_url, api_key=upstream_key)
+    gateway = MemoryGateway(memory, recall_settings(settings))
+    rules = IdentityRules.with_extra(settings.user_header, settings.conversation_header)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        auth.warn_if_open()
+        keys.warn_if_open()
         logger.info("memproxy %s forwarding to %s", __version__, settings.upstream_url)
+        owned_engine = None
+        if memory is None and settings.memory_enabled:
+            try:
+                owned_engine = await MemoryEngine.open(memory_config(settings))
+                gateway.engine = owned_engine
+            except Exception as exc:
+                # Chats still work without memory; every response says so until the proxy is restarted.
+                logger.exception("memory could not start; chats go on without it")
+                gateway.unavailable = f"memory-unavailable:{type(exc).__name__}"
         try:
             yield
         finally:
+            await gateway.drain()
+            if owned_engine is not None:
+                await owned_engine.close()
             if owns_client:
                 await client.aclose()
 
@@ -58,13 +85,86 @@ def create_app(settings: Settings | None = None, *, http_client: httpx.AsyncClie
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.auth = auth
+    app.state.keys = keys
+    app.state.identity_rules = rules
     app.state.upstream = upstream
-    app.state.chat_service = ChatCompletionsService(upstream, default_model=settings.default_model)
+    app.state.memory = gateway
+    app.state.chat_service = ChatCompletionsService(
+        upstream,
+        default_model=settings.default_model,
+        memory=gateway,
+        identity_rules=rules,
+        cache_salt_secret=cache_salt_secret(settings) if settings.cache_salt else None,
+    )
     app.include_router(chat_router)
     app.include_router(misc_router)
     _install_error_handlers(app)
     return app
+
+
+def key_records(settings: Settings) -> list[KeyRecord]:
+    """Records from the keys file plus the clear keys of MEMPROXY_API_KEYS (hashed here, tenant and trust from
+    the settings)."""
+    records = read_keys_file(settings.keys_file) if settings.keys_file else []
+    for digest in sorted(settings.api_key_digests):
+        records.append(
+            KeyRecord(
+                digest=digest,
+                tenant=settings.api_keys_tenant,
+                user=f"key-{digest.hex()[:12]}",
+                name=f"api-key-{digest.hex()[:12]}",
+                trusted=settings.api_keys_trusted,
+            )
+        )
+    return records
+
+
+def recall_settings(settings: Settings) -> RecallSettings:
+    return RecallSettings(
+        top_k=settings.recall_top_k,
+        preset=settings.recall_preset,
+        token_budget=settings.recall_token_budget,
+        timeout_s=settings.recall_timeout_ms / 1000,
+        core_limit=settings.core_memory_limit,
+        side_request_markers=tuple(settings.side_request_markers),
+    )
+
+
+def memory_config(settings: Settings) -> MemoryConfig:
+    return MemoryConfig(
+        data_dir=settings.data_dir,
+        graph_backend=settings.graph_backend,  # type: ignore[arg-type]  (validated by MemoryConfig)
+        neo4j_uri=settings.neo4j_uri,
+        neo4j_user=settings.neo4j_user,
+        neo4j_password=settings.neo4j_password,
+        embedder=settings.embedder,  # type: ignore[arg-type]
+        embedding_model=settings.embedding_model,
+        recall_preset=settings.recall_preset,
+    )
+
+
+def cache_salt_secret(settings: Settings) -> bytes:
+    """The configured secret, else one generated once and kept in the data dir (so every restart, and every
+    replica sharing the data dir, derives the same salts)."""
+    if settings.cache_salt_secret is not None:
+        return settings.cache_salt_secret.get_secret_value().encode()
+    path = settings.data_dir / "cache-salt.secret"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret)
+        return secret
+    except FileExistsError:
+        return path.read_bytes()
+    except OSError as exc:
+        logger.warning("cannot keep a cache-salt secret in %s (%s); using one for this process only", path, exc)
+        return secrets.token_hex(32).encode()
 
 
 def _install_error_handlers(app: FastAPI) -> None:

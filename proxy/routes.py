@@ -5,16 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from proxy.auth import ApiKeyAuth
+from proxy.auth import KeyRecord, KeyRing
 from proxy.errors import UpstreamError
 from proxy.upstream import UpstreamClient
 
 READINESS_TIMEOUT_S = 2.0
 
 
-async def require_api_key(request: Request) -> None:
-    auth: ApiKeyAuth = request.app.state.auth
-    auth.check(request.headers.get("authorization"))
+async def require_api_key(request: Request) -> KeyRecord:
+    """The key's record (also left on ``request.state.key`` for the handler). Raises 401."""
+    keys: KeyRing = request.app.state.keys
+    record = keys.authenticate(request.headers.get("authorization"))
+    request.state.key = record
+    return record
 
 
 router = APIRouter()

@@ -39,6 +39,45 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Accepted client API keys, comma-separated. None configured = open (dev mode).",
     )
+    keys_file: Path | None = Field(
+        None,
+        description="JSON file of key records: [{sha256, tenant, user?, name?, trusted?, admin?, cache_salt?}]. "
+        "Keys are configured by their SHA-256 only (`memproxy keys hash`).",
+    )
+    api_keys_tenant: str = Field("default", description="Tenant of the clear keys in MEMPROXY_API_KEYS.")
+    api_keys_trusted: bool = Field(
+        True, description="Whether the clear keys in MEMPROXY_API_KEYS may assert end users (body user / header)."
+    )
+    user_header: str | None = Field(
+        None, description="Extra header naming the end user (trusted keys only), besides X-OpenWebUI-User-Id."
+    )
+    conversation_header: str | None = Field(
+        None, description="Extra header naming the conversation, besides X-OpenWebUI-Chat-Id."
+    )
+    cache_salt: bool = Field(True, description="Send a per-tenant cache_salt upstream (vLLM prefix-cache isolation).")
+    cache_salt_secret: SecretStr | None = Field(
+        None, description="Secret the per-tenant cache_salt is derived from; default: one generated in data_dir."
+    )
+    memory_enabled: bool = Field(True, description="Recall into chats and remember them. Off = a plain proxy.")
+    recall_top_k: int = Field(8, ge=0, le=100, description="Memories recalled into a chat by default.")
+    recall_preset: str = Field("balanced", description="Recall preset used by chats (balanced, precise, broad, fast).")
+    recall_token_budget: int = Field(600, ge=0, description="Upper bound on the recalled block's tokens (estimated).")
+    recall_timeout_ms: float = Field(
+        250.0, gt=0, description="Recall slower than this is abandoned: the chat goes on without it (degraded)."
+    )
+    core_memory_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
+    side_request_markers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["### Task:"],
+        description="A request whose last user message starts with one of these (Open WebUI's title / tags / "
+        "follow-up prompts) is answered without recall and not remembered. Comma-separated.",
+    )
+    extractor: str = Field("deterministic", description="Memory extraction: deterministic or llm (the upstream).")
+    embedder: str = Field("onnx", description="Embedding runtime: onnx (fast) or torch.")
+    embedding_model: Path | None = Field(None, description="Local sentence-transformers folder; default MiniLM.")
+    graph_backend: str = Field("sqlite", description="Graph store: sqlite (embedded) or neo4j.")
+    neo4j_uri: str | None = Field(None, description="bolt:// or neo4j:// URI when graph_backend=neo4j.")
+    neo4j_user: str = Field("neo4j", description="Neo4j user.")
+    neo4j_password: SecretStr | None = Field(None, description="Neo4j password.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to the upstream.")
     read_timeout_s: float = Field(
         300.0, gt=0, description="Seconds to wait for the upstream's next bytes (first token or next chunk)."
@@ -48,7 +87,7 @@ class Settings(BaseSettings):
     max_upstream_connections: int = Field(256, ge=1, description="Connection pool size towards the upstream.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "side_request_markers", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from proxy.auth import KeyRecord
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.serving import ChatCompletion, ChatCompletionsService
 from proxy.disconnect import cancel_on_disconnect
@@ -17,7 +18,6 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 @router.post(
     "/v1/chat/completions",
-    dependencies=[Depends(require_api_key)],
     summary="Create a chat completion (OpenAI-compatible; streaming and non-streaming)",
     openapi_extra={
         "requestBody": {
@@ -26,10 +26,12 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
         }
     },
 )
-async def create_chat_completion(request: Request) -> Response:
+async def create_chat_completion(request: Request, key: KeyRecord = Depends(require_api_key)) -> Response:
     service: ChatCompletionsService = request.app.state.chat_service
     raw_body = await request.body()
-    result = await cancel_on_disconnect(request, service.create(raw_body))
+    result = await cancel_on_disconnect(request, service.create(raw_body, key, request.headers))
     if isinstance(result, ChatCompletion):
-        return Response(result.content, media_type=result.media_type)
-    return StreamingResponse(result.events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return Response(result.content, media_type=result.media_type, headers=result.headers)
+    return StreamingResponse(
+        result.events, media_type="text/event-stream", headers=SSE_HEADERS | result.headers
+    )

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from proxy.chat.memory_controls import read_controls
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import InvalidRequestError, ProxyError, UpstreamUnreachable, invalid_request_from_validation
+from proxy.auth import KeyRecord
+from proxy.identity import Identity, IdentityRules, cache_salt, resolve_identity
+from proxy.memory_gateway import MemoryGateway, PreparedChat
 from proxy.upstream import UpstreamClient, translate_transport_error
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ class ChatCompletion:
 
     content: bytes
     media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -39,6 +44,7 @@ class ChatCompletionStream:
 
     events: AsyncIterator[bytes]
     transcript: StreamTranscript
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
@@ -58,26 +64,71 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionReques
 
 
 class ChatCompletionsService:
-    def __init__(self, upstream: UpstreamClient, *, default_model: str) -> None:
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        *,
+        default_model: str,
+        memory: MemoryGateway,
+        identity_rules: IdentityRules | None = None,
+        cache_salt_secret: bytes | None = None,
+    ) -> None:
+        """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared)."""
         self._upstream = upstream
         self._default_model = default_model
+        self._memory = memory
+        self._rules = identity_rules or IdentityRules()
+        self._salt_secret = cache_salt_secret
 
-    async def create(self, raw_body: bytes) -> ChatCompletion | ChatCompletionStream:
+    async def create(
+        self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str]
+    ) -> ChatCompletion | ChatCompletionStream:
         payload, request = parse_chat_request(raw_body)
+        identity = resolve_identity(key, request.user, headers, self._rules)
+        controls = read_controls(headers, payload)
         if not request.model:
             payload["model"] = self._default_model
+        client_messages = payload["messages"]
+        prepared = await self._memory.prepare(identity, client_messages, controls)
+        payload["messages"] = prepared.messages
+        if self._salt_secret is not None:
+            salt = cache_salt(self._salt_secret, identity)
+            # A client's own salt narrows sharing further but can never select another tenant's cache.
+            client_salt = payload.get("cache_salt")
+            payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         if not request.stream:
             response = await self._upstream.post_json(CHAT_PATH, body)
-            return ChatCompletion(response.content, response.headers.get("content-type", "application/json"))
+            if prepared.remember:
+                self._remember_answer(identity, client_messages, response.content)
+            media_type = response.headers.get("content-type", "application/json")
+            return ChatCompletion(response.content, media_type, prepared.headers())
         transcript = StreamTranscript()
-        events = self._relay(body, transcript)
+        events = self._relay(body, transcript, identity, client_messages, prepared)
         # Run up to the upstream's response headers now: a refused connection or a 4xx becomes a proper HTTP error
         # instead of a 200 stream that carries one.
         await anext(events)
-        return ChatCompletionStream(events, transcript)
+        return ChatCompletionStream(events, transcript, prepared.headers())
 
-    async def _relay(self, body: bytes, transcript: StreamTranscript) -> AsyncIterator[bytes]:
+    def _remember_answer(self, identity: Identity, messages: list[dict[str, Any]], content: bytes) -> None:
+        try:
+            data = json.loads(content)
+            answer = data["choices"][0]["message"].get("content") or ""
+            answer_id = data.get("id")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            logger.warning("upstream answer has no readable message; not remembered")
+            return
+        if isinstance(answer, str):
+            self._memory.remember_exchange(identity, messages, answer, answer_id if isinstance(answer_id, str) else None)
+
+    async def _relay(
+        self,
+        body: bytes,
+        transcript: StreamTranscript,
+        identity: Identity,
+        messages: list[dict[str, Any]],
+        prepared: PreparedChat,
+    ) -> AsyncIterator[bytes]:
         async with self._upstream.stream(CHAT_PATH, body) as response:
             yield b""  # primed: the upstream accepted the request
             decoder = SSEDecoder()
@@ -92,6 +143,9 @@ class ChatCompletionsService:
                     yield events[0].raw if len(events) == 1 else b"".join(event.raw for event in events)
                 if not transcript.done:
                     raise UpstreamUnreachable("The upstream model server ended the stream before it was complete.")
+                if prepared.remember and transcript.complete:
+                    # Only a whole answer is remembered: a client that left mid-stream never gets here.
+                    self._memory.remember_exchange(identity, messages, transcript.content(0), transcript.completion_id)
             except httpx.TransportError as exc:
                 error: ProxyError = translate_transport_error(exc, during="stream")
             except ProxyError as exc:

@@ -70,6 +70,7 @@ class StreamTranscript:
     finish_reasons: dict[int, str] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
     upstream_error: dict[str, Any] | None = None
+    completion_id: str | None = None
     done: bool = False
 
     def observe(self, data: str | None) -> None:
@@ -84,6 +85,8 @@ class StreamTranscript:
             return
         if not isinstance(chunk, dict):
             return
+        if self.completion_id is None and isinstance(chunk.get("id"), str):
+            self.completion_id = chunk["id"]
         if isinstance(chunk.get("error"), dict):
             self.upstream_error = chunk["error"]
         if isinstance(chunk.get("usage"), dict):

@@ -7,7 +7,9 @@ import json
 import httpx
 import pytest
 
+from proxy.auth import DEV_RECORD
 from proxy.chat.serving import ChatCompletionsService, ChatCompletionStream
+from proxy.memory_gateway import MemoryGateway, RecallSettings
 from proxy.upstream import UpstreamClient
 from tests.support.upstreams import (
     RecordingUpstream,
@@ -59,7 +61,10 @@ async def test_body_is_forwarded_unchanged_including_unknown_fields(client, upst
     assert len(json.dumps(payload)) > 20_000
     response = await client.post("/v1/chat/completions", json=payload)
     assert response.status_code == 200
-    assert upstream.last_json == payload
+    forwarded = dict(upstream.last_json)
+    # The one addition: the tenant's prefix-cache salt (tests/unit/test_chat_memory.py covers it).
+    assert len(forwarded.pop("cache_salt")) == 32
+    assert forwarded == payload
     assert str(upstream.requests[-1].url) == "http://upstream.test/v1/chat/completions"
 
 
@@ -279,8 +284,9 @@ async def test_cadence_one_upstream_chunk_is_one_downstream_write(upstream) -> N
     service = ChatCompletionsService(
         UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1"),
         default_model="m",
+        memory=MemoryGateway(None, RecallSettings()),
     )
-    result = await service.create(json.dumps({"messages": MESSAGES, "stream": True}).encode())
+    result = await service.create(json.dumps({"messages": MESSAGES, "stream": True}).encode(), DEV_RECORD, {})
     assert isinstance(result, ChatCompletionStream)
     writes = [piece async for piece in result.events]
     assert writes == [e1, e2 + e3, e4 + sse("[DONE]")]
@@ -296,9 +302,10 @@ async def test_stream_usage_is_relayed_and_seen(upstream) -> None:
     service = ChatCompletionsService(
         UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1"),
         default_model="m",
+        memory=MemoryGateway(None, RecallSettings()),
     )
     body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
-    result = await service.create(json.dumps(body).encode())
+    result = await service.create(json.dumps(body).encode(), DEV_RECORD, {})
     assert b"".join([piece async for piece in result.events]) == b"".join(events)
     assert result.transcript.usage == usage
     assert result.transcript.finish_reasons == {0: "stop"}

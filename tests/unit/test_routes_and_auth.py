@@ -53,10 +53,10 @@ async def test_open_mode_needs_no_key(client, upstream) -> None:
 
 
 def test_open_mode_warning_is_loud(caplog) -> None:
-    from proxy.auth import ApiKeyAuth
+    from proxy.auth import KeyRing
 
     with caplog.at_level("WARNING"):
-        ApiKeyAuth(frozenset()).warn_if_open()
+        KeyRing([]).warn_if_open()
     assert "NO API KEYS CONFIGURED" in caplog.text
 
 
