@@ -182,8 +182,11 @@ class MemoryGateway:
             | ({"name": m["name"]} if isinstance(m.get("name"), str) else {})
             for i, m in enumerate(messages)
         ]
-        answer_key = answer_id or hashlib.sha256(digests[-1] + answer.encode()).hexdigest()
-        job_id = "chat-" + hashlib.sha256(f"{identity.tenant}\x00{identity.user}\x00{answer_key}".encode()).hexdigest()[:32]
+        # The job id names this exchange (conversation so far + this answer): queued once however often the
+        # background task or the queue retries, while two exchanges never share one (even if an upstream reuses ids).
+        exchange = hashlib.sha256(digests[-1] + (answer_id or "").encode() + b"\x1e" + answer.encode()).hexdigest()
+        answer_key = answer_id or "answer-" + exchange[:24]
+        job_id = "chat-" + exchange[:32]
         job = WriteJob.for_exchange(
             identity.scope,
             with_ids,
