@@ -9,6 +9,33 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
+DAY_S = 86_400.0
+
+
+class SchedulerConfig(BaseModel):
+    """The memory scheduler (:mod:`memory.scheduler`): decay, retention, promotion into core memory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    interval_s: float = Field(600.0, gt=0, description="Time between two maintenance runs.")
+    decay_half_life_s: float = Field(
+        30 * DAY_S, gt=0, description="Unused importance halves its distance to the floor in this time."
+    )
+    decay_floor: float = Field(0.1, ge=0.0, le=1.0, description="Decay never takes importance below this.")
+    decay_step: float = Field(0.01, gt=0.0, description="Smaller changes of importance are not written.")
+    short_term_s: float = Field(7 * DAY_S, gt=0, description="retention_period='short_term'.")
+    long_term_s: float | None = Field(None, gt=0, description="retention_period='long_term' (None: forever).")
+    core_max: int = Field(20, ge=0, description="Most core memories per user (user pins may exceed it).")
+    core_promotions_per_run: int = Field(2, ge=0, description="Most promotions per user per run (prefix stability).")
+    core_min_uses: int = Field(5, ge=1, description="Recalled at least this often to be promoted.")
+    core_min_importance: float = Field(0.6, ge=0.0, le=1.0, description="And at least this important.")
+    core_swap_margin: float = Field(
+        0.25, ge=0.0, description="Into a full core only by outranking its weakest member by this fraction."
+    )
+    core_cooldown_s: float = Field(7 * DAY_S, ge=0, description="A demoted memory waits this long to come back.")
+
+
 class MemoryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,14 +60,27 @@ class MemoryConfig(BaseModel):
         None, description="Where the exported ONNX model is cached; None = ~/.cache/memproxy/onnx (shared)."
     )
 
+    extractor: Literal["deterministic", "llm"] = Field(
+        "deterministic",
+        description="deterministic: each turn an episode, no model; llm: facts from a chat model (JSON schema), "
+        "added on top of the episodes, with the deterministic result as the fallback.",
+    )
+    extractor_url: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (llm extractor).")
+    extractor_model: str | None = Field(None, description="Model name sent to the extractor endpoint.")
+    extractor_api_key: SecretStr | None = None
+    extractor_timeout_s: float = Field(30.0, gt=0)
+
     dedupe_threshold: float = Field(0.95, gt=0.0, le=1.0)
     recall_preset: str = "balanced"
     index_save_interval_s: float = Field(30.0, gt=0)
+    scheduler: SchedulerConfig = SchedulerConfig()
 
     @model_validator(mode="after")
     def _neo4j_needs_uri(self) -> MemoryConfig:
         if self.graph_backend == "neo4j" and not self.neo4j_uri:
             raise ValueError("graph_backend='neo4j' needs neo4j_uri")
+        if self.extractor == "llm" and not (self.extractor_url and self.extractor_model):
+            raise ValueError("extractor='llm' needs extractor_url and extractor_model")
         return self
 
     @property

@@ -16,16 +16,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
-from memory.graph.base import EdgeType, GraphStore
+from memory.graph.base import UNCHANGED, EdgeType, FieldUpdate, GraphStore, NotFound, Unchanged
 from memory.models import GraphHit, Memory, MemoryKind, RelationType, Relationship, Scope
 from memory.recall.indexes import DerivedIndexes
 from memory.recall.lexical import LexicalIndex
 from memory.recall.presets import get_preset
 from memory.recall.recall import RecalledMemory, Recaller
+from memory.scheduler import MemoryScheduler, importance_set_patch, pin_patch, unpin_patch
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
 from memory.writes.pipeline import PipelineOptions, WritePipeline
@@ -33,6 +35,9 @@ from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
 
 logger = logging.getLogger(__name__)
+
+RetentionPeriod = float | timedelta | Literal["short_term", "long_term"] | None
+"""Seconds or a timedelta from now, a named term of ``config.scheduler``, or None: keep forever."""
 
 
 class MemoryEngine:
@@ -53,11 +58,12 @@ class MemoryEngine:
         self.vectors = vectors
         self.lexical = LexicalIndex()
         self.queue = queue
+        self.extractor = extractor or DeterministicExtractor()
         self.indexes = DerivedIndexes(store, vectors, self.lexical)
         self.recaller = Recaller(embedder, vectors, self.lexical, store)
         self.pipeline = WritePipeline(
             queue,
-            extractor or DeterministicExtractor(),
+            self.extractor,
             embedder,
             store,
             search_similar=vectors.search,
@@ -65,15 +71,17 @@ class MemoryEngine:
             options=PipelineOptions(dedupe_threshold=config.dedupe_threshold),
         )
         self._saver: asyncio.Task[None] | None = None
+        self.scheduler = MemoryScheduler(store, config.scheduler, follow=self.indexes.follow)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, config: MemoryConfig) -> MemoryEngine:
-        from memory.factory import build_parts
+        from memory.factory import build_extractor, build_parts
 
         store, embedder, vectors, queue = await build_parts(config)
-        engine = cls(config, store=store, embedder=embedder, vectors=vectors, queue=queue)
+        extractor = build_extractor(config)
+        engine = cls(config, store=store, embedder=embedder, vectors=vectors, queue=queue, extractor=extractor)
         await engine.start()
         return engine
 
@@ -81,8 +89,10 @@ class MemoryEngine:
         await self.indexes.start()
         self.pipeline.start()
         self._saver = asyncio.create_task(self._save_periodically(), name="memory-index-saver")
+        self.scheduler.start()
 
     async def close(self) -> None:
+        await self.scheduler.stop()
         await self.pipeline.stop()
         if self._saver is not None:
             self._saver.cancel()
@@ -90,6 +100,7 @@ class MemoryEngine:
         await self.vectors.save()
         await self.queue.close()
         await self.embedder.close()
+        await self.extractor.close()
         await self.store.close()
 
     async def __aenter__(self) -> MemoryEngine:
@@ -186,6 +197,68 @@ class MemoryEngine:
             await self.pipeline.run_once()
             await asyncio.sleep(0)
 
+    # --- importance, retention, core memory (see memory.scheduler) --------------------------------------------
+
+    async def prioritize(
+        self,
+        memory_id: str,
+        *,
+        user_id: str,
+        importance: float | None = None,
+        retention_period: RetentionPeriod | Literal[Unchanged.UNCHANGED] = UNCHANGED,
+        tenant: str | None = None,
+    ) -> Memory:
+        """Set how much a memory matters (``importance``, the base it decays from, starting now) and how long it
+        is kept (``retention_period``: expired memories are no longer recalled, and leave the indexes at the
+        scheduler's next run). Left out = unchanged. Returns the memory as stored; NotFound if it does not exist."""
+        scope, at = self.scope(user_id, tenant), time.time()
+        update = FieldUpdate(
+            memory_id,
+            importance=UNCHANGED if importance is None else importance,
+            expires_at=UNCHANGED if retention_period is UNCHANGED else self._expiry(retention_period, at),
+            metadata=None if importance is None else importance_set_patch(importance, at),
+        )
+        if not await self.store.update_memories(scope, [update]):
+            raise NotFound(f"no memory {memory_id!r} for this user")
+        await self.indexes.follow()
+        memory = await self.store.get_memory(scope, memory_id)
+        if memory is None:
+            raise NotFound(f"no memory {memory_id!r} for this user")
+        return memory
+
+    def _expiry(self, period: RetentionPeriod, at: float) -> float | None:
+        terms = self.config.scheduler
+        if period is None or (period == "long_term" and terms.long_term_s is None):
+            return None
+        if isinstance(period, str):
+            seconds = {"short_term": terms.short_term_s, "long_term": terms.long_term_s}.get(period)
+            if seconds is None:
+                raise ValueError(f"retention_period must be 'short_term', 'long_term', seconds or None, not {period!r}")
+        else:
+            seconds = period.total_seconds() if isinstance(period, timedelta) else float(period)
+        if seconds <= 0:
+            raise ValueError("retention_period must be positive")
+        return at + seconds
+
+    async def pin(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> bool:
+        """Put an active memory into the user's core memory for good (the scheduler never demotes a pin)."""
+        scope = self.scope(user_id, tenant)
+        memory = await self.store.get_memory(scope, memory_id)
+        if memory is None or not memory.active:
+            return False
+        update = FieldUpdate(memory_id, metadata=pin_patch(memory, time.time()))
+        return bool(await self.store.update_memories(scope, [update]))
+
+    async def unpin(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> bool:
+        """Take a memory out of core memory, pinned or promoted; the scheduler will not promote it again."""
+        update = FieldUpdate(memory_id, metadata=unpin_patch(time.time()))
+        return bool(await self.store.update_memories(self.scope(user_id, tenant), [update]))
+
+    async def core_memories(self, user_id: str, *, tenant: str | None = None) -> list[Memory]:
+        """The user's core memories in a fixed order (when each joined, then id): it changes only when membership
+        does, so the prompt prefix rendered from it stays cacheable. One indexed read."""
+        return await self.store.core_memories(self.scope(user_id, tenant))
+
     # --- reads -----------------------------------------------------------------------------------------------
 
     async def recall(
@@ -246,3 +319,51 @@ class MemoryEngine:
                 await self.store.upsert_memory(memory, vector)
         await self.indexes.follow()
         return count
+
+    async def revise(self, memory_id: str, text: str, *, user_id: str, tenant: str | None = None) -> str:
+        """Store ``text`` as a new version of the memory, which it SUPERSEDES (the old one stays, inactive, in the
+        history). Kind, importance, metadata (core membership included), provenance, event time and expiry carry
+        over; entities and the slot (:mod:`memory.writes.slots`) are found again in the new text. Returns the new id.
+        NotFound if the memory is not in the scope; ValueError for an empty text or a memory that is superseded
+        already (revise its newest version)."""
+        from memory.graph.base import WriteBatch
+        from memory.models import Entity, new_id, normalise_entity
+        from memory.writes.entities import find_entities
+        from memory.writes.slots import SLOT_ENTITY_TYPE, single_slot
+
+        if not text or not text.strip():
+            raise ValueError("text must not be empty")
+        scope = self.scope(user_id, tenant)
+        old = await self.store.get_memory(scope, memory_id)
+        if old is None:
+            raise NotFound(f"no memory {memory_id!r} in this scope")
+        if old.superseded_by is not None:
+            raise ValueError(f"memory {memory_id!r} is superseded by {old.superseded_by!r} already")
+        found = [(normalise_entity(display), display, kind) for display, kind in find_entities(text)]
+        metadata = {k: v for k, v in old.metadata.items() if k not in ("slot", "slot_value")}
+        if (slot := single_slot(text)) is not None:  # the new text's slot, if it states one (memory.writes.slots)
+            metadata |= {"slot": slot.key, "slot_value": slot.value}
+            found.append((normalise_entity(slot.entity), slot.entity, SLOT_ENTITY_TYPE))
+        new = old.evolve(
+            id=new_id(),
+            text=text.strip(),
+            created_at=time.time(),
+            last_used_at=None,
+            use_count=0,
+            superseded_by=None,
+            entities=tuple(dict.fromkeys(key for key, _, _ in found if key)),
+            metadata=metadata,
+        )
+        [vector] = await self.embedder.embed([new.text])
+        await self.store.commit(
+            WriteBatch(
+                job_id=f"revise-{new.id}",
+                scope=scope,
+                memories=[new],
+                embeddings=[vector],
+                entities=[Entity(scope, key, kind, display) for key, display, kind in found if key],
+                supersessions=[(old.id, new.id)],
+            )
+        )
+        await self.indexes.follow()
+        return new.id

@@ -6,6 +6,7 @@ from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
 from memory.vectors.base import VectorIndex
+from memory.writes.extraction import DeterministicExtractor, Extractor
 from memory.writes.queue import DurableQueue
 
 
@@ -28,6 +29,27 @@ def build_store(config: MemoryConfig) -> GraphStore:
     from memory.graph.sqlite_store import SqliteGraphStore
 
     return SqliteGraphStore(config.sqlite_path)
+
+
+def build_extractor(config: MemoryConfig) -> Extractor:
+    """``deterministic``: no model. ``llm``: the configured chat model, over an HTTP client the extractor owns
+    (closed with it); the deterministic episodes stay, and are the fallback."""
+    if config.extractor != "llm":
+        return DeterministicExtractor()
+    import httpx
+
+    from memory.writes.llm_extraction import LLMExtractor
+
+    key = config.extractor_api_key.get_secret_value() if config.extractor_api_key else None
+    client = httpx.AsyncClient(timeout=config.extractor_timeout_s, trust_env=False)
+    return LLMExtractor(
+        client,
+        config.extractor_url or "",
+        config.extractor_model or "",
+        api_key=key,
+        timeout_s=config.extractor_timeout_s,
+        owns_client=True,
+    )
 
 
 async def build_parts(config: MemoryConfig) -> tuple[GraphStore, Embedder, VectorIndex, DurableQueue]:

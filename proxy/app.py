@@ -29,6 +29,8 @@ from proxy.errors import (
     invalid_request_from_validation,
 )
 from proxy.identity import IdentityRules
+from proxy.memories.api_router import router as memories_router
+from proxy.memories.serving import MemoriesService
 from proxy.memory_gateway import MemoryGateway, RecallSettings
 from proxy.routes import router as misc_router
 from proxy.settings import Settings
@@ -96,7 +98,9 @@ def create_app(
         identity_rules=rules,
         cache_salt_secret=cache_salt_secret(settings) if settings.cache_salt else None,
     )
+    app.state.memories_service = MemoriesService(gateway, rules)
     app.include_router(chat_router)
+    app.include_router(memories_router)
     app.include_router(misc_router)
     _install_error_handlers(app)
     return app
@@ -127,6 +131,7 @@ def recall_settings(settings: Settings) -> RecallSettings:
         timeout_s=settings.recall_timeout_ms / 1000,
         core_limit=settings.core_memory_limit,
         side_request_markers=tuple(settings.side_request_markers),
+        layout=settings.prompt_layout,  # type: ignore[arg-type]  (validated by its pattern)
     )
 
 
@@ -140,6 +145,11 @@ def memory_config(settings: Settings) -> MemoryConfig:
         embedder=settings.embedder,  # type: ignore[arg-type]
         embedding_model=settings.embedding_model,
         recall_preset=settings.recall_preset,
+        # The LLM extractor is the upstream model itself (guided JSON decoding), unless configured otherwise.
+        extractor=settings.extractor,  # type: ignore[arg-type]
+        extractor_url=settings.extractor_url or settings.upstream_url,
+        extractor_model=settings.extractor_model or settings.default_model,
+        extractor_api_key=settings.upstream_api_key,
     )
 
 

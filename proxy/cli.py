@@ -1,4 +1,5 @@
-"""The ``memproxy`` command: ``serve`` runs the proxy; ``bench`` runs the benchmarks."""
+"""The ``memproxy`` command: ``serve`` runs the proxy; ``bench`` runs the benchmarks; ``memories`` talks to the
+memory API of a running proxy."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     overhead = benches.add_parser("overhead", help="latency the proxy adds over calling the upstream directly")
     add_overhead_arguments(overhead)
+    from proxy.bench.throughput import add_arguments as add_throughput_arguments
+
+    throughput = benches.add_parser("throughput", help="requests/s under concurrency, memory on vs off")
+    add_throughput_arguments(throughput)
     from memory.bench.recall_quality import add_arguments as add_recall_arguments
 
     recall = benches.add_parser("recall", help="recall@k of gold evidence turns on a LoCoMo-schema data set")
@@ -51,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     latency = benches.add_parser("latency", help="recall() p50/p95 for users of 1k/10k/100k memories, 1M in store")
     add_latency_arguments(latency)
+    from proxy.bench.prefix_cache import add_arguments as add_prefix_cache_arguments
+
+    prefix_cache = benches.add_parser("prefix-cache", help="vLLM prefix-cache hits per turn: memproxy vs naive layout")
+    add_prefix_cache_arguments(prefix_cache)
+    from proxy.memories.cli import add_arguments as add_memories_arguments
+
+    add_memories_arguments(commands)
     return parser
 
 

@@ -6,12 +6,15 @@ Exception tree::
     ├── ClientError                 the request is wrong (4xx)
     │   ├── InvalidRequestError     400: malformed JSON, schema violation
     │   ├── AuthenticationError     401: missing or unknown API key
-    │   ├── NotFoundError           404: no such route or object
+    │   ├── PermissionDeniedError   403: the key does not grant that user or tenant
+    │   ├── NotFoundError           404: no such route or object (also: an object of another scope)
+    │   ├── ConflictError           409: the object is not in a state that allows the change
     │   └── ClientClosedRequest     499: the client disconnected first (never delivered; ends the work)
     ├── UpstreamError               the model server failed us (5xx)
     │   ├── UpstreamUnreachable     502: connection refused / reset / DNS
     │   ├── UpstreamTimeout         504: no bytes within the configured timeout
     │   └── UpstreamStatusError     the upstream answered with an error status (4xx passed through, 5xx -> 502)
+    ├── ServiceUnavailableError     503: a part the request needs is off or failed to start (e.g. memory)
     └── InternalError               500: a bug of ours; the client sees a generic message, the log has the rest
 
 Every body a client sees is built by :func:`error_body`: ``{"error": {"message", "type", "param", "code"}}``.
@@ -55,9 +58,20 @@ class AuthenticationError(ClientError):
     default_code = "invalid_api_key"
 
 
+class PermissionDeniedError(ClientError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
 class NotFoundError(ClientError):
     status_code = 404
     default_code = "not_found"
+
+
+class ConflictError(ClientError):
+    status_code = 409
+    default_code = "conflict"
 
 
 class UpstreamError(ProxyError):
@@ -109,6 +123,12 @@ class UpstreamStatusError(UpstreamError):
         return cls(status, message, param=param, code=code)
 
 
+class ServiceUnavailableError(ProxyError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
 class InternalError(ProxyError):
     status_code = 500
     error_type = "server_error"
@@ -153,13 +173,21 @@ def invalid_request_from_validation(errors: list[dict[str, Any]], payload: Any =
     if not errors:
         return InvalidRequestError("The request body is invalid.")
     first = errors[0]
-    param = _param_path([part for part in first.get("loc", ()) if part != "body"], payload)
+    loc = list(first.get("loc", ()))
+    if loc and loc[0] in _PARAMETER_LOCATIONS:
+        # A query / path / header parameter: its name is the param (there is no payload to follow).
+        param = str(loc[1]) if len(loc) > 1 else None
+    else:
+        param = _param_path([part for part in loc if part != "body"], payload)
     detail = first.get("msg", "invalid value")
     more = len({tuple(error.get("loc", ())[:-1]) for error in errors[1:]} - {tuple(first.get("loc", ())[:-1])})
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     if param:
         return InvalidRequestError(f"Invalid value for '{param}': {detail}{tail}.", param=param)
     return InvalidRequestError(f"The request body is invalid: {detail}{tail}.")
+
+
+_PARAMETER_LOCATIONS = ("query", "path", "header", "cookie")
 
 
 def _param_path(loc: list[Any], payload: Any) -> str | None:

@@ -35,6 +35,8 @@ class RecallSettings:
     timeout_s: float = 0.25
     core_limit: int = 20
     side_request_markers: tuple[str, ...] = ("### Task:",)
+    layout: Literal["cache-aware", "naive"] = "cache-aware"
+    """``naive`` (memories at the top of the system prompt, nothing repeated) exists as the benchmark baseline."""
 
 
 @dataclass(slots=True)
@@ -121,6 +123,9 @@ class MemoryGateway:
         self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls, prepared: PreparedChat
     ) -> None:
         assert self.engine is not None
+        if self.settings.layout == "naive":
+            await self._recall_naive(identity, messages, controls, prepared)
+            return
         digests = turn_digests(identity.scope, messages)
         newest = prompt_layout.newest_user_index(messages)
         blocks: dict[int, str] = {}
@@ -151,6 +156,23 @@ class MemoryGateway:
                 blocks[newest] = block
                 self.log.put(digests[newest], block)
         prepared.messages = prompt_layout.apply_layout(messages, core_block, blocks)
+
+    async def _recall_naive(
+        self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls, prepared: PreparedChat
+    ) -> None:
+        assert self.engine is not None
+        core_facts = await self._core_facts(identity)
+        top_k = self.settings.top_k if controls.top_k is None else controls.top_k
+        query = prompt_layout.recall_query(messages)
+        hits = []
+        if top_k > 0 and query.strip():
+            hits = await self.engine.recall(
+                query, identity.user, top_k, preset=controls.preset or self.settings.preset, tenant=identity.tenant
+            )
+            hits = _within_budget(hits, self.settings.token_budget)
+        recalled = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in hits])
+        prepared.core, prepared.recalled = len(core_facts), len(hits)
+        prepared.messages = prompt_layout.apply_naive_layout(messages, [recalled, prompt_layout.render_core(core_facts)])
 
     async def _core_facts(self, identity: Identity) -> list[tuple[str, float | None]]:
         assert self.engine is not None

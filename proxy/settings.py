@@ -65,13 +65,25 @@ class Settings(BaseSettings):
     recall_timeout_ms: float = Field(
         250.0, gt=0, description="Recall slower than this is abandoned: the chat goes on without it (degraded)."
     )
+    prompt_layout: str = Field(
+        "cache-aware",
+        description="cache-aware (default) or naive: memories at the top of the system prompt, for comparison only.",
+        pattern="^(cache-aware|naive)$",
+    )
     core_memory_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
     side_request_markers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["### Task:"],
         description="A request whose last user message starts with one of these (Open WebUI's title / tags / "
         "follow-up prompts) is answered without recall and not remembered. Comma-separated.",
     )
-    extractor: str = Field("deterministic", description="Memory extraction: deterministic or llm (the upstream).")
+    extractor: str = Field(
+        "deterministic",
+        description="Memory extraction: deterministic (episodes + simple entities) or llm (facts via guided JSON; "
+        "falls back to deterministic on invalid output).",
+        pattern="^(deterministic|llm)$",
+    )
+    extractor_url: str | None = Field(None, description="OpenAI-compatible URL for the llm extractor; default upstream.")
+    extractor_model: str | None = Field(None, description="Model for the llm extractor; default the default model.")
     embedder: str = Field("onnx", description="Embedding runtime: onnx (fast) or torch.")
     embedding_model: Path | None = Field(None, description="Local sentence-transformers folder; default MiniLM.")
     graph_backend: str = Field("sqlite", description="Graph store: sqlite (embedded) or neo4j.")
@@ -86,6 +98,12 @@ class Settings(BaseSettings):
     pool_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a free upstream connection.")
     max_upstream_connections: int = Field(256, ge=1, description="Connection pool size towards the upstream.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    cli_url: str = Field(
+        "http://127.0.0.1:8080", description="Where `memproxy memories …` finds the running proxy (its --url)."
+    )
+    cli_api_key: SecretStr | None = Field(
+        None, description="API key `memproxy memories …` sends when --api-key is not given."
+    )
 
     @field_validator("api_keys", "side_request_markers", mode="before")
     @classmethod

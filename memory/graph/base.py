@@ -16,9 +16,10 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -28,6 +29,21 @@ SHARED_ENTITY = "MENTIONS"
 """Pseudo relationship type for :meth:`GraphStore.neighbours`: memories that MENTION a common entity."""
 
 EdgeType = RelationType | str
+
+NEIGHBOURS_LIMIT = 200
+"""Default cap of :meth:`GraphStore.neighbours` (a hub entity mentioned by most memories would otherwise return all)."""
+
+CORE_SINCE: Final = "core_since"
+"""The metadata key that makes a memory part of its user's core memory: the time it joined (a number). Both backends
+index it, so :meth:`GraphStore.core_memories` never reads the whole scope."""
+
+
+class Unchanged(Enum):
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+"""For :class:`FieldUpdate`: leave this field as it is."""
 
 
 class GraphStoreError(Exception):
@@ -56,6 +72,54 @@ class WriteBatch:
     relationships: list[Relationship] = field(default_factory=list)
     supersessions: list[tuple[str, str]] = field(default_factory=list)
     """(old_id, new_id): old gets ``superseded_by = new`` and a SUPERSEDES edge new → old."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldUpdate:
+    """A partial update of one memory: importance, retention, metadata. Everything else stays as stored."""
+
+    memory_id: str
+    importance: float | Literal[Unchanged.UNCHANGED] = UNCHANGED
+    expires_at: float | None | Literal[Unchanged.UNCHANGED] = UNCHANGED
+    """None: never expires."""
+    metadata: Mapping[str, Any] | None = None
+    """A JSON merge patch (RFC 7396, see :func:`merge_patch`) for the stored metadata; None leaves it."""
+
+    def __post_init__(self) -> None:
+        if self.importance is not UNCHANGED and not 0.0 <= self.importance <= 1.0:
+            raise ValueError(f"importance must be within 0..1, got {self.importance}")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """What the scheduler weighs of a memory (no text, no entities: a scan of 100k of these stays cheap)."""
+
+    id: str
+    importance: float
+    created_at: float
+    last_used_at: float | None
+    use_count: int
+    metadata: dict[str, Any]
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7396: a key set to None is removed, an object merges into an object key by key, anything else replaces."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = merged.get(key)
+            merged[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def core_since(metadata: Mapping[str, Any]) -> float | None:
+    """The :data:`CORE_SINCE` value a backend indexes (None unless it is a number)."""
+    value = metadata.get(CORE_SINCE)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class GraphStore(ABC):
@@ -92,6 +156,20 @@ class GraphStore(ABC):
         """``use_count += 1`` and ``last_used_at = at`` for each (recall bookkeeping; no change-log entry)."""
 
     @abstractmethod
+    async def update_memories(
+        self, scope: Scope, updates: Sequence[FieldUpdate], *, log_changes: bool = True
+    ) -> list[str]:
+        """Apply the partial updates in one transaction; returns the ids updated (ids missing from the scope are
+        skipped). Each one leaves an UPSERT change unless ``log_changes=False`` (bookkeeping such as importance
+        decay, which no follower needs: like :meth:`record_use`)."""
+
+    @abstractmethod
+    async def log_expired(self, until: float) -> int:
+        """Across all scopes: append an UPSERT change for every unsuperseded memory whose ``expires_at`` passed
+        since the previous call, up to ``until`` (never beyond the store's clock), so followers drop it. Returns how
+        many. Expiry itself is a matter of time; this is how the derived indexes hear of it."""
+
+    @abstractmethod
     async def delete_memory(self, scope: Scope, memory_id: str) -> bool:
         """Remove the memory, its edges and its embedding. False if it did not exist."""
 
@@ -126,10 +204,12 @@ class GraphStore(ABC):
         *,
         max_hops: int = 1,
         types: Collection[EdgeType] | None = None,
+        limit: int = NEIGHBOURS_LIMIT,
     ) -> dict[str, float]:
         """Active memories reachable from the seeds within ``max_hops`` (edges in either direction), excluding
-        the seeds, mapped to the best product of strengths on a path. ``SHARED_ENTITY`` counts memory→entity→memory
-        as one hop of strength 1. ``types=None`` means all memory-to-memory types plus SHARED_ENTITY."""
+        the seeds, mapped to the best product of strengths on a path: the ``limit`` strongest (ties by id).
+        ``SHARED_ENTITY`` counts memory→entity→memory as one hop of strength 1. ``types=None`` means all
+        memory-to-memory types plus SHARED_ENTITY."""
 
     @abstractmethod
     async def graph_search(
@@ -149,6 +229,14 @@ class GraphStore(ABC):
 
     @abstractmethod
     async def entities(self, scope: Scope) -> list[Entity]: ...
+
+    @abstractmethod
+    async def usage(self, scope: Scope, *, after: str = "", limit: int = 1000) -> list[MemoryUsage]:
+        """Active memories of the scope with ids greater than ``after``, in id order (keyset pages for a scan)."""
+
+    @abstractmethod
+    async def core_memories(self, scope: Scope) -> list[Memory]:
+        """Active memories whose metadata holds :data:`CORE_SINCE`, by that value then id (an indexed read)."""
 
     @abstractmethod
     async def relationships(self, scope: Scope, memory_ids: Collection[str] | None = None) -> list[Relationship]:

@@ -8,14 +8,16 @@ deprecations, and the vocabulary below), and that the store passes exactly the p
 Graph model (``(tenant, user)`` is the scope; every node but the change log's counter carries both):
 
 - ``(:Memory {tenant, user, id, text, kind, importance, created_at, event_time, last_used_at, use_count,
-  expires_at, source_ids, superseded_by, entities, metadata, embedding})`` — ``metadata`` is JSON text,
-  ``embedding`` a list of floats, ``entities`` the MENTIONS names in the memory's own order;
+  expires_at, source_ids, superseded_by, entities, metadata, embedding, core_since})`` — ``metadata`` is JSON text,
+  ``embedding`` a list of floats, ``entities`` the MENTIONS names in the memory's own order, ``core_since`` an
+  indexed copy of ``metadata.core_since`` (absent unless the memory is in core memory);
 - ``(:Entity {tenant, user, name, type, display_name})``;
 - ``(:Memory)-[:MENTIONS]->(:Entity)``; ``(:Memory)-[:RELATED_TO|LEADS_TO|SUPERSEDES {strength}]->(:Memory)``
   (SUPERSEDES points from the new memory to the one it replaces);
 - ``(:Job {tenant, user, id, applied_at, claim})`` — a write job applied, so a replay changes nothing;
 - the change log: ``(:Change {seq, tenant, user, memory_id, op, at})``, numbered from one
-  ``(:Sequence {name: 'changes', value})`` counter.
+  ``(:Sequence {name: 'changes', value})`` counter; ``(:Sequence {name: 'expiry', value})`` is the time up to
+  which expired memories have been logged (:data:`ADVANCE_EXPIRY_WATERMARK`).
 
 Change-log concurrency. A write transaction appends its changes *last*, with ``SET s.value = s.value + n`` on the
 single counter node. A SET whose right-hand side reads the property it writes takes the node's write lock before the
@@ -38,7 +40,7 @@ RELATIONSHIP_TYPES = ("MENTIONS", *(t.value for t in RelationType))
 PROPERTY_KEYS = (
     # Memory
     "tenant", "user", "id", "text", "kind", "importance", "created_at", "event_time", "last_used_at", "use_count",
-    "expires_at", "source_ids", "superseded_by", "entities", "metadata", "embedding",
+    "expires_at", "source_ids", "superseded_by", "entities", "metadata", "embedding", "core_since",
     # Entity, edges, jobs, change log
     "name", "type", "display_name", "strength", "applied_at", "claim", "seq", "memory_id", "op", "at", "value",
 )  # fmt: skip
@@ -68,6 +70,11 @@ CONSTRAINT_SEQUENCE = "CREATE CONSTRAINT memproxy_sequence IF NOT EXISTS FOR (s:
 INDEX_MEMORY_CREATED = (
     "CREATE INDEX memproxy_memory_created IF NOT EXISTS FOR (m:Memory) ON (m.tenant, m.user, m.created_at)"
 )
+INDEX_MEMORY_CORE = (
+    "CREATE INDEX memproxy_memory_core IF NOT EXISTS FOR (m:Memory) ON (m.tenant, m.user, m.core_since)"
+)
+"""Only core memories have ``core_since``; a node lacking it is not in the index, so the index stays tiny."""
+INDEX_MEMORY_EXPIRES = "CREATE INDEX memproxy_memory_expires IF NOT EXISTS FOR (m:Memory) ON (m.expires_at)"
 ENSURE_SEQUENCE = f"MERGE {_SEQUENCE} ON CREATE SET s.value = 0"
 
 SCHEMA = (
@@ -77,6 +84,8 @@ SCHEMA = (
     CONSTRAINT_CHANGE,
     CONSTRAINT_SEQUENCE,
     INDEX_MEMORY_CREATED,
+    INDEX_MEMORY_CORE,
+    INDEX_MEMORY_EXPIRES,
 )
 """Uniqueness constraints (Community Edition has them; NODE KEY is Enterprise-only) also give the lookup indexes."""
 
@@ -162,6 +171,20 @@ MATCH (m:Memory {{{_SCOPED}, id: id}})
 SET m.use_count = coalesce(m.use_count, 0) + 1, m.last_used_at = $at
 """
 
+METADATA_OF = f"""
+MATCH (m:Memory {{{_SCOPED}}})
+WHERE m.id IN $ids
+RETURN m.id AS id, m.metadata AS metadata
+"""
+"""Read inside the write transaction of :data:`UPDATE_MEMORIES`, which applies merge patches to it."""
+
+UPDATE_MEMORIES = f"""
+UNWIND $updates AS row
+MATCH (m:Memory {{{_SCOPED}, id: row.id}})
+SET m += row.properties
+"""
+"""``row.properties`` holds only the fields that change (a null removes one, e.g. ``expires_at``)."""
+
 DELETE_MEMORY = f"""
 MATCH (m:Memory {{{_SCOPED}, id: $id}})
 DETACH DELETE m
@@ -192,6 +215,23 @@ RETURN count(*) AS deleted
 """
 
 # --- reads -----------------------------------------------------------------------------------------------------------
+
+USAGE = f"""
+MATCH (m:Memory {{{_SCOPED}}})
+WHERE m.id > $after AND {_ACTIVE}
+RETURN m.id AS id, m.importance AS importance, m.created_at AS created_at, m.last_used_at AS last_used_at,
+       m.use_count AS use_count, m.metadata AS metadata
+ORDER BY m.id
+LIMIT $limit
+"""
+"""Keyset pages in id order over the uniqueness constraint's index."""
+
+CORE_MEMORIES = f"""
+MATCH (m:Memory {{{_SCOPED}}})
+WHERE m.core_since IS NOT NULL AND {_ACTIVE}
+RETURN m {{{_MEMORY_FIELDS}}} AS memory
+ORDER BY m.core_since, m.id
+"""
 
 GET_MEMORIES = f"""
 MATCH (m:Memory {{{_SCOPED}}})
@@ -310,6 +350,34 @@ LAST_SEQ = f"""
 OPTIONAL MATCH {_SEQUENCE}
 RETURN coalesce(s.value, 0) AS seq
 """
+
+ADVANCE_EXPIRY_WATERMARK = """
+MERGE (w:Sequence {name: 'expiry'})
+ON CREATE SET w.value = 0.0
+WITH w, w.value AS since
+SET w.value = CASE WHEN $until > since THEN $until ELSE since END
+RETURN since
+"""
+"""First statement of the expiry sweep (so its lock comes before the change counter's). Two sweeps racing may log
+a memory twice, which followers apply harmlessly (they read the memory's state)."""
+
+EXPIRED_BETWEEN = """
+MATCH (m:Memory)
+WHERE m.expires_at > $since AND m.expires_at <= $until AND m.superseded_by IS NULL
+RETURN m.tenant AS tenant, m.user AS user, m.id AS id
+ORDER BY m.expires_at, tenant, user, id
+"""
+
+APPEND_CHANGES_ACROSS_SCOPES = f"""
+MERGE {_SEQUENCE}
+ON CREATE SET s.value = 0
+SET s.value = s.value + size($changes)
+WITH s.value - size($changes) AS base
+UNWIND range(0, size($changes) - 1) AS i
+CREATE (:Change {{seq: base + i + 1, tenant: $changes[i].tenant, user: $changes[i].user,
+                  memory_id: $changes[i].id, op: $changes[i].op, at: $now}})
+"""
+""":data:`APPEND_CHANGES` for rows of several scopes; also the last statement of its transaction."""
 
 SCOPES = """
 MATCH (m:Memory)

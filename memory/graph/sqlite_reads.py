@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from memory.graph import sqlite_schema as sql
+from memory.graph.base import MemoryUsage
 from memory.graph.export_format import edge_type, export_entity, export_memory, export_relationship
 from memory.models import Entity, Memory, MemoryKind, Relationship, Scope
 
@@ -116,6 +117,25 @@ def graph_search(
     rows = conn.execute(statement, {**params, "scope": scope_id}).fetchall()
     memories = _memories(conn, scope, scope_id, [row[2:] for row in rows])
     return [(row[0], row[1], memory) for row, memory in zip(rows, memories, strict=True)]
+
+
+def core_memories(conn: sqlite3.Connection, scope: Scope) -> list[Memory]:
+    scope_id = find_scope(conn, scope)
+    if scope_id is None:
+        return []
+    rows = conn.execute(sql.CORE_MEMORIES, {"scope": scope_id, "now": time.time()}).fetchall()
+    return _memories(conn, scope, scope_id, rows)
+
+
+def usage(conn: sqlite3.Connection, scope: Scope, after: str, limit: int) -> list[MemoryUsage]:
+    scope_id = find_scope(conn, scope)
+    if scope_id is None:
+        return []
+    rows = conn.execute(sql.USAGE, {"scope": scope_id, "after": after, "limit": limit, "now": time.time()})
+    return [
+        MemoryUsage(memory_id, importance, created_at, last_used_at, use_count, json.loads(metadata))
+        for memory_id, importance, created_at, last_used_at, use_count, metadata in rows
+    ]
 
 
 def history(conn: sqlite3.Connection, scope: Scope, memory_id: str) -> list[Memory]:

@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_newest ON memories (scope_id, created_at, id);
 CREATE INDEX IF NOT EXISTS memories_successor ON memories (scope_id, superseded_by) WHERE superseded_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS memories_core ON memories (scope_id, json_extract(metadata, '$.core_since'), id)
+    WHERE json_extract(metadata, '$.core_since') IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS embeddings (
     mid INTEGER PRIMARY KEY,
@@ -93,6 +96,11 @@ CREATE TABLE IF NOT EXISTS applied_jobs (
     PRIMARY KEY (scope_id, job_id)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS watermarks (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant TEXT NOT NULL,
@@ -107,6 +115,25 @@ MEMORY_COLUMNS = (
     "m.expires_at, m.source_ids, m.superseded_by, m.metadata"
 )
 ACTIVE = "m.superseded_by IS NULL AND (m.expires_at IS NULL OR m.expires_at > :now)"
+CORE_SINCE = "json_extract(m.metadata, '$.core_since')"
+"""Written exactly as in the ``memories_core`` index, so the planner uses it."""
+
+CORE_MEMORIES = f"""
+SELECT {MEMORY_COLUMNS} FROM memories AS m
+WHERE m.scope_id = :scope AND {CORE_SINCE} IS NOT NULL AND {ACTIVE}
+ORDER BY {CORE_SINCE}, m.id
+"""
+USAGE = f"""
+SELECT m.id, m.importance, m.created_at, m.last_used_at, m.use_count, m.metadata FROM memories AS m
+WHERE m.scope_id = :scope AND m.id > :after AND {ACTIVE}
+ORDER BY m.id LIMIT :limit
+"""
+LOG_EXPIRED = """
+INSERT INTO changes (tenant, user, memory_id, op)
+SELECT s.tenant, s.user, m.id, 'upsert' FROM memories AS m JOIN scopes AS s ON s.scope_id = m.scope_id
+WHERE m.expires_at > :since AND m.expires_at <= :until AND m.superseded_by IS NULL
+ORDER BY m.expires_at, m.mid
+"""
 
 UPSERT_MEMORY = """
 INSERT INTO memories (scope_id, id, text, kind, importance, created_at, event_time, last_used_at, use_count,
@@ -166,12 +193,13 @@ SELECT {MEMORY_COLUMNS} FROM chain AS c JOIN memories AS m ON m.mid = c.mid ORDE
 
 @lru_cache(maxsize=256)
 def neighbours_sql(depth: int, edge_filter: str | None, shared_entity: bool) -> str:
-    """Active memories within ``depth`` hops of the seeds, seeds excluded: rows ``(id, best strength)``."""
+    """Active memories within ``depth`` hops of the seeds, seeds excluded: rows ``(id, best strength)``, the
+    ``:limit`` strongest."""
     return (
         f"{_expansion(depth, edge_filter, shared_entity, breadth_first=False)} "
         "SELECT m.id, r.s FROM (SELECT mid, max(s) AS s FROM reached GROUP BY mid) AS r "
         "JOIN memories AS m ON m.mid = r.mid AND m.scope_id = :scope "
-        f"WHERE r.mid NOT IN (SELECT mid FROM level0) AND {ACTIVE}"
+        f"WHERE r.mid NOT IN (SELECT mid FROM level0) AND {ACTIVE} ORDER BY r.s DESC, m.id LIMIT :limit"
     )
 
 

@@ -25,7 +25,17 @@ import numpy as np
 from memory.graph import sqlite_reads as reads
 from memory.graph import sqlite_schema as sql
 from memory.graph import sqlite_writes as writes
-from memory.graph.base import SHARED_ENTITY, EdgeType, GraphStore, GraphStoreError, StoreUnavailable, WriteBatch
+from memory.graph.base import (
+    NEIGHBOURS_LIMIT,
+    SHARED_ENTITY,
+    EdgeType,
+    FieldUpdate,
+    GraphStore,
+    GraphStoreError,
+    MemoryUsage,
+    StoreUnavailable,
+    WriteBatch,
+)
 from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, Relationship, Scope
 
 R = TypeVar("R")
@@ -176,6 +186,16 @@ class SqliteGraphStore(GraphStore):
         if memory_ids:
             await self._write(writes.record_use, scope, json.dumps(list(memory_ids)), at)
 
+    async def update_memories(
+        self, scope: Scope, updates: Sequence[FieldUpdate], *, log_changes: bool = True
+    ) -> list[str]:
+        if not updates:
+            return []
+        return await self._write(writes.update_memories, scope, list(updates), log_changes)
+
+    async def log_expired(self, until: float) -> int:
+        return await self._write(writes.log_expired, until)
+
     async def delete_memory(self, scope: Scope, memory_id: str) -> bool:
         return await self._write(writes.delete_memory, scope, memory_id)
 
@@ -217,12 +237,13 @@ class SqliteGraphStore(GraphStore):
         *,
         max_hops: int = 1,
         types: Collection[EdgeType] | None = None,
+        limit: int = NEIGHBOURS_LIMIT,
     ) -> dict[str, float]:
         edge_filter, shared_entity, type_list = _traversal(types)
-        if max_hops < 1 or not memory_ids or (edge_filter is None and not shared_entity):
+        if max_hops < 1 or limit < 1 or not memory_ids or (edge_filter is None and not shared_entity):
             return {}
         statement = sql.neighbours_sql(max_hops, edge_filter, shared_entity)
-        params = {"seeds": json.dumps(list(memory_ids)), "types": type_list}
+        params = {"seeds": json.dumps(list(memory_ids)), "types": type_list, "limit": limit}
         return dict(await self._read(reads.traverse, scope, statement, params))
 
     async def graph_search(
@@ -246,6 +267,14 @@ class SqliteGraphStore(GraphStore):
 
     async def entities(self, scope: Scope) -> list[Entity]:
         return await self._read(reads.entities, scope)
+
+    async def usage(self, scope: Scope, *, after: str = "", limit: int = 1000) -> list[MemoryUsage]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await self._read(reads.usage, scope, after, limit)
+
+    async def core_memories(self, scope: Scope) -> list[Memory]:
+        return await self._read(reads.core_memories, scope)
 
     async def relationships(self, scope: Scope, memory_ids: Collection[str] | None = None) -> list[Relationship]:
         wanted = None if memory_ids is None else json.dumps(list(memory_ids))

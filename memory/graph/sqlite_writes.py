@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from memory.graph import sqlite_schema as sql
-from memory.graph.base import SHARED_ENTITY, EdgeType, GraphStoreError, NotFound, WriteBatch
+from memory.graph.base import (
+    SHARED_ENTITY,
+    UNCHANGED,
+    EdgeType,
+    FieldUpdate,
+    GraphStoreError,
+    NotFound,
+    WriteBatch,
+    merge_patch,
+)
 from memory.graph.export_format import import_entity, import_memory, import_relationship
 from memory.graph.sqlite_reads import find_scope
 from memory.models import ChangeOp, Entity, Memory, RelationType, Relationship, Scope
@@ -129,6 +140,48 @@ def record_use(conn: sqlite3.Connection, scope: Scope, ids: str, at: float) -> N
         "AND id IN (SELECT value FROM json_each(?))",
         (at, scope.tenant, scope.user, ids),
     )
+
+
+def update_memories(conn: sqlite3.Connection, scope: Scope, updates: Sequence[FieldUpdate], log: bool) -> list[str]:
+    scope_id = find_scope(conn, scope)
+    if scope_id is None:
+        return []
+    updated = []
+    for update in updates:
+        row = conn.execute(
+            "SELECT mid, metadata FROM memories WHERE scope_id = ? AND id = ?", (scope_id, update.memory_id)
+        ).fetchone()
+        if row is None:
+            continue
+        fields: dict[str, Any] = {}
+        if update.importance is not UNCHANGED:
+            fields["importance"] = update.importance
+        if update.expires_at is not UNCHANGED:
+            fields["expires_at"] = update.expires_at
+        if update.metadata is not None:
+            fields["metadata"] = json.dumps(merge_patch(json.loads(row[1]), update.metadata))
+        if fields:
+            assignments = ", ".join(f"{name} = :{name}" for name in fields)  # names from the fixed set above
+            conn.execute(f"UPDATE memories SET {assignments} WHERE mid = :mid", {**fields, "mid": row[0]})
+        if log:
+            _log(conn, scope, update.memory_id, ChangeOp.UPSERT)
+        updated.append(update.memory_id)
+    return updated
+
+
+def log_expired(conn: sqlite3.Connection, until: float) -> int:
+    until = min(until, time.time())
+    row = conn.execute("SELECT value FROM watermarks WHERE name = 'expiry'").fetchone()
+    since = 0.0 if row is None else row[0]
+    if until <= since:
+        return 0
+    logged = conn.execute(sql.LOG_EXPIRED, {"since": since, "until": until}).rowcount
+    conn.execute(
+        "INSERT INTO watermarks (name, value) VALUES ('expiry', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (until,),
+    )
+    return logged
 
 
 def delete_memory(conn: sqlite3.Connection, scope: Scope, memory_id: str) -> bool:

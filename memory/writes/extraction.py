@@ -18,6 +18,7 @@ from typing import Any
 from memory.models import MemoryKind, RelationType
 from memory.writes.entities import find_entities
 from memory.writes.jobs import WriteJob
+from memory.writes.slots import Slot, single_slot, slot_of, statements, with_slot
 
 __all__ = [
     "DeterministicExtractor",
@@ -89,12 +90,17 @@ class Extractor(ABC):
         """The memories a job should leave (possibly none). Raises ValueError for a malformed job; the pipeline
         then fails it (retried with backoff, finally dead-lettered)."""
 
+    async def close(self) -> None:
+        """Release what the extractor holds (an HTTP client, say); nothing by default."""
+
 
 class DeterministicExtractor(Extractor):
     """No model needed. For an ``"exchange"`` job, the newest user turn and the assistant's answer each become an
     episodic memory — text ``"<speaker>: <content>"`` (the message's ``name`` if given, else ``User`` /
     ``Assistant``), provenance = that message's id, event time = the exchange's timestamp — joined by a LEADS_TO
-    edge. For a ``"memory"`` job, the given text becomes one memory with the given fields. Empty turns leave
+    edge; a user turn stating slots is split into clauses first (see :func:`_user_turn`), and a memory stating a
+    slot carries it (:func:`memory.writes.slots.with_slot`). For a ``"memory"`` job, the given text becomes one
+    memory with the given fields (and its slot, if it states exactly one). Empty turns leave
     nothing; system and developer prompts are never memories. Importance: :func:`episode_importance`."""
 
     async def extract(self, job: WriteJob) -> Extraction:
@@ -173,7 +179,7 @@ def _explicit_memory(payload: dict[str, Any]) -> Extraction:
         source_ids=tuple(payload.get("source_ids") or ()),
         metadata=dict(metadata),
     )
-    return Extraction([memory])
+    return Extraction([with_slot(memory, slot_of(metadata) or single_slot(text))])
 
 
 def _exchange(job: WriteJob) -> Extraction:
@@ -191,20 +197,29 @@ def _exchange(job: WriteJob) -> Extraction:
         "event_time": job.created_at if event_time is None else event_time,
         "job_id": job.job_id,
     }
-    memories = [
-        memory
-        for memory in (
-            _turn(user, "user", context) if user is not None else None,
-            _turn(answer, "assistant", context) if isinstance(answer, dict) else None,
-        )
-        if memory is not None
-    ]
+    memories = _user_turn(user, context) if user is not None else []
+    reply = _turn(answer, "assistant", context) if isinstance(answer, dict) else None
+    if reply is not None:
+        memories.append(reply)
     relations = [ExtractedRelation(i, i + 1, RelationType.LEADS_TO, 1.0) for i in range(len(memories) - 1)]
     return Extraction(memories, relations)
 
 
-def _turn(message: dict[str, Any], role: str, context: dict[str, Any]) -> ExtractedMemory | None:
-    content = _content_text(message.get("content")).strip()
+def _user_turn(message: dict[str, Any], context: dict[str, Any]) -> list[ExtractedMemory]:
+    """The user's turn as one episode; a turn stating slots (:mod:`memory.writes.slots`) as one episode per slot
+    clause plus one for the rest, so that a later contradiction supersedes only the clause it contradicts."""
+    parts = statements(content_text(message.get("content")))
+    return [
+        memory
+        for part in parts
+        if (memory := _turn(message, "user", context, part.text, part.slot)) is not None
+    ]
+
+
+def _turn(
+    message: dict[str, Any], role: str, context: dict[str, Any], text: str | None = None, slot: Slot | None = None
+) -> ExtractedMemory | None:
+    content = (content_text(message.get("content")) if text is None else text).strip()
     if not content:
         return None
     name = message.get("name")
@@ -215,7 +230,7 @@ def _turn(message: dict[str, Any], role: str, context: dict[str, Any]) -> Extrac
     metadata: dict[str, Any] = {"role": role, "speaker": speaker}
     if context["conversation_id"] is not None:
         metadata["conversation_id"] = context["conversation_id"]
-    return ExtractedMemory(
+    memory = ExtractedMemory(
         text=f"{speaker}: {content}",
         kind=MemoryKind.EPISODE,
         importance=episode_importance(content, role, len(entities)),
@@ -224,9 +239,10 @@ def _turn(message: dict[str, Any], role: str, context: dict[str, Any]) -> Extrac
         source_ids=(source,),
         metadata=metadata,
     )
+    return with_slot(memory, slot)
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """OpenAI message content: a string, or a list of parts of which the text parts count (images do not)."""
     if isinstance(content, str):
         return content
@@ -248,10 +264,10 @@ def _payload_chars(payload: dict[str, Any]) -> int:
     total = len(str(payload.get("text") or ""))
     for message in payload.get("messages") or ():
         if isinstance(message, dict):
-            total += len(_content_text(message.get("content")))
+            total += len(content_text(message.get("content")))
     answer = payload.get("answer")
     if isinstance(answer, str):
         total += len(answer)
     elif isinstance(answer, dict):
-        total += len(_content_text(answer.get("content")))
+        total += len(content_text(answer.get("content")))
     return total

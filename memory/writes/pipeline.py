@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from memory.embedding.base import Embedder
-from memory.graph.base import GraphStore, StoreUnavailable, WriteBatch
+from memory.graph.base import SHARED_ENTITY, GraphStore, StoreUnavailable, WriteBatch
 from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope, normalise_entity
 from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
+from memory.writes.slots import contradicts, slot_of
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class WritePipeline:
         """Claim up to a batch of jobs and apply them; returns how many were acked."""
         jobs = await self._queue.claim(limit=self.options.batch_size, lease_s=self.options.lease_s)
         acked = 0
-        for job in jobs:
+        for position, job in enumerate(jobs):
             try:
                 async with self._applying:
                     erased_at = self._erased.get(job.scope)
@@ -133,9 +134,12 @@ class WritePipeline:
                     else:
                         applied = await self._apply(job)
             except StoreUnavailable as exc:
-                logger.warning("graph store unavailable; job %s stays queued: %s", job.job_id, exc)
-                await self._queue.fail(job.job_id, str(exc), self.options.retry_after_s)
-                continue
+                # Not the job's fault: released without counting an attempt, so no outage dead-letters a write.
+                # The rest of the claim would meet the same outage; it goes back too.
+                logger.warning("graph store unavailable; %d job(s) stay queued: %s", len(jobs) - position, exc)
+                for waiting in jobs[position:]:
+                    await self._queue.release(waiting.job_id, self.options.retry_after_s)
+                break
             except Exception as exc:
                 logger.exception("write job %s failed", job.job_id)
                 await self._queue.fail(job.job_id, f"{type(exc).__name__}: {exc}", self.options.retry_after_s)
@@ -161,6 +165,7 @@ class WritePipeline:
         vectors = await self._embedder.embed([m.text for m in extraction.memories])
         batch, memory_ids = await self._build_batch(job, extraction, vectors)
         fresh = await self._store.commit(batch)
+        await self._supersede_contradicted(job, memory_ids)
         await self._follow()
         return AppliedJob(job.job_id, tuple(memory_ids), replayed=not fresh)
 
@@ -209,17 +214,84 @@ class WritePipeline:
     ) -> Memory | None:
         threshold = self.options.dedupe_threshold
         for other, other_vector in zip(kept, kept_vectors, strict=True):
-            if other_vector is not None and other.kind == memory.kind and float(other_vector @ vector) >= threshold:
+            if (
+                other_vector is not None
+                and other.kind == memory.kind
+                and not contradicts(other.metadata, memory.metadata)
+                and float(other_vector @ vector) >= threshold
+            ):
                 return other
         hits = await self._search_similar(scope, vector, 1)
         if hits and hits[0][1] >= threshold:
             existing = await self._store.get_memory(scope, hits[0][0])
-            if existing is not None and existing.kind == memory.kind and existing.superseded_by is None:
+            if (
+                existing is not None
+                and existing.kind == memory.kind
+                and existing.superseded_by is None
+                and not contradicts(existing.metadata, memory.metadata)
+            ):
                 for other in kept:
                     if other.id == existing.id:
                         return other
                 return existing
         return None
+
+    async def _supersede_contradicted(self, job: WriteJob, memory_ids: Sequence[str]) -> None:
+        """Contradiction → supersede (see :mod:`memory.writes.slots`): for each slot this job's memories state, the
+        active holders of that slot — found one SHARED_ENTITY hop away through the slot's entity — are chained oldest
+        to newest, each superseded by the next; only the newest statement stays active. Committed as the job
+        ``<job id>:slots`` right after the job's own batch, so a replay applies it once."""
+        scope = job.scope
+        ordered = list(dict.fromkeys(memory_ids))
+        stated: dict[str, list[Memory]] = {}
+        for memory in await self._store.get_memories(scope, ordered):
+            slot = slot_of(memory.metadata)
+            if slot is not None and memory.active:
+                stated.setdefault(slot.key, []).append(memory)
+        batch = WriteBatch(job_id=f"{job.job_id}:slots", scope=scope)
+        rank = {memory_id: position for position, memory_id in enumerate(ordered)}
+        updated: dict[str, Memory] = {}
+        for key, own in stated.items():
+            reached = await self._store.neighbours(scope, [m.id for m in own], max_hops=1, types=[SHARED_ENTITY])
+            holders = {m.id: m for m in await self._store.get_memories(scope, list(reached)) if _holds(m, key)}
+            holders.update((m.id, m) for m in own)
+            chain = sorted(holders.values(), key=lambda m: (_stated_at(m), rank.get(m.id, -1)))
+            pairs, restated = _chain(chain)
+            batch.supersessions += pairs
+            updated.update((m.id, m) for m in restated)
+        if batch.supersessions:
+            batch.memories = list(updated.values())
+            batch.embeddings = [None] * len(batch.memories)
+            await self._store.commit(batch)
+
+
+def _holds(memory: Memory, key: str) -> bool:
+    slot = slot_of(memory.metadata)
+    return slot is not None and slot.key == key and memory.active
+
+
+def _stated_at(memory: Memory) -> float:
+    return memory.created_at if memory.event_time is None else memory.event_time
+
+
+def _chain(holders: Sequence[Memory]) -> tuple[list[tuple[str, str]], list[Memory]]:
+    """(old, new) pairs joining the holders oldest to newest, and the memories that changed: a restatement of the
+    same value hands its provenance and importance on to the newer statement (a merge, with the history kept)."""
+    pairs: list[tuple[str, str]] = []
+    changed: dict[str, Memory] = {}
+    if not holders:
+        return pairs, []
+    older = holders[0]
+    for newer in holders[1:]:
+        pairs.append((older.id, newer.id))
+        if not contradicts(older.metadata, newer.metadata):
+            newer = newer.evolve(
+                source_ids=tuple(dict.fromkeys((*older.source_ids, *newer.source_ids))),
+                importance=max(older.importance, newer.importance),
+            )
+            changed[newer.id] = newer
+        older = newer
+    return pairs, list(changed.values())
 
 
 def _to_memory(scope: Scope, extracted: ExtractedMemory, job_id: str, position: int) -> Memory:

@@ -11,7 +11,8 @@ Guarantees:
 - **At-least-once delivery.** :meth:`DurableQueue.claim` leases jobs for ``lease_s``; a job not acked or failed
   within its lease (its worker died or hung) is handed out again. Each hand-out counts as an attempt; a job that
   fails, or whose lease runs out, ``max_attempts`` times moves to the dead-letter table, from which it can be
-  listed and requeued.
+  listed and requeued. :meth:`DurableQueue.release` gives a job back uncounted (an outage of the graph store is
+  not the job's fault, and must not dead-letter it however long it lasts).
 - **Exactly-once application is not the queue's job**: the graph store commits each job's batch together with its
   job id and refuses a replay (:meth:`memory.graph.base.GraphStore.commit`); the worker acks only after that commit.
   Ack and fail carry no lease token: a worker whose lease expired may still ack (harmless, see above).
@@ -198,6 +199,12 @@ class DurableQueue:
         True if it will be retried; False if it was dead-lettered or is not queued."""
         return await self._call(self._fail, job_id, error, retry_after_s)
 
+    async def release(self, job_id: str, retry_after_s: float) -> bool:
+        """Give the job back *without* counting the hand-out as an attempt (the failure was not the job's: the graph
+        store is down). Visible again after ``retry_after_s`` (capped at ``max_backoff_s``); never dead-lettered,
+        however often it is released. False if it is not queued."""
+        return await self._call(self._release, job_id, retry_after_s)
+
     # --- administration --------------------------------------------------------------------------------------
 
     async def depth(self) -> int:
@@ -324,6 +331,17 @@ class DurableQueue:
                 "UPDATE jobs SET leased = 0, visible_at = ?, last_error = ? WHERE seq = ?", (now + delay, error, seq)
             )
             return True
+
+    def _release(self, conn: sqlite3.Connection, job_id: str, retry_after_s: float) -> bool:
+        visible_at = self._clock() + min(max(retry_after_s, 0.0), self.max_backoff_s)
+        with _transaction(conn):
+            return (
+                conn.execute(
+                    "UPDATE jobs SET leased = 0, attempts = max(attempts - leased, 0), visible_at = ? WHERE job_id = ?",
+                    (visible_at, job_id),
+                ).rowcount
+                > 0
+            )
 
     @staticmethod
     def _bury(conn: sqlite3.Connection, seq: int, error: str, now: float) -> None:

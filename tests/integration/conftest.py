@@ -13,40 +13,12 @@ import httpx
 import openai
 import pytest
 
-from proxy.bench.processes import ServerProcess, free_port
+from proxy.bench.processes import VLLM_MODEL, ServerProcess, VllmServer, free_port
 from tests.support.wiretap import ThreadedServer, Wiretap
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_SCRIPT = ROOT / "deploy" / "local" / "vllm-cpu.sh"
 MEMPROXY = str(Path(sys.executable).with_name("memproxy"))
-MODEL = "SmolLM2-135M-Instruct"
+MODEL = VLLM_MODEL
 API_KEY = "it-key-alpha"
-
-
-class VllmServer:
-    """Start / stop the real vLLM through deploy/local/vllm-cpu.sh (stopped by its recorded PID)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "MEMPROXY_VLLM_PORT": str(port), "MEMPROXY_VLLM_SERVED_NAME": MODEL}
-
-    def _script(self, action: str, timeout: float) -> None:
-        subprocess.run(["bash", str(VLLM_SCRIPT), action], env=self.env, check=True, timeout=timeout)
-
-    def start(self) -> None:
-        self._script("start", timeout=1800)  # includes the one-time install + conversion on a fresh machine
-
-    def stop(self) -> None:
-        self._script("stop", timeout=120)
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.base_url}/metrics", timeout=10, trust_env=False).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name + "{") or line.startswith(name + " ")
-        )
 
 
 @pytest.fixture(scope="session")
@@ -59,9 +31,16 @@ def vllm() -> Iterator[VllmServer]:
         server.stop()
 
 
-def start_proxy(upstream_url: str, log_path: Path) -> ServerProcess:
+def start_proxy(upstream_url: str, log_path: Path, **settings: str) -> ServerProcess:
+    """``memproxy serve`` with its own data dir next to its log; ``settings`` are extra MEMPROXY_* variables."""
     port = free_port()
-    env = {**os.environ, "MEMPROXY_API_KEYS": API_KEY, "MEMPROXY_DEFAULT_MODEL": MODEL}
+    env = {
+        **os.environ,
+        "MEMPROXY_API_KEYS": API_KEY,
+        "MEMPROXY_DEFAULT_MODEL": MODEL,
+        "MEMPROXY_DATA_DIR": str(log_path.parent / "data"),
+        **{f"MEMPROXY_{name.upper()}": value for name, value in settings.items()},
+    }
     return ServerProcess(
         [MEMPROXY, "serve", "--port", str(port), "--upstream-url", upstream_url],
         f"http://127.0.0.1:{port}/healthz",

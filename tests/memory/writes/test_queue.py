@@ -161,6 +161,22 @@ async def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(queue: Durab
     assert dead.job.job_id == "poison" and "lease expired" in dead.error
 
 
+async def test_release_gives_a_job_back_without_counting_an_attempt(queue: DurableQueue, clock: FakeClock) -> None:
+    await queue.put(memory_job("j1"))
+    for _ in range(queue.max_attempts * 4):  # far more hand-outs than max_attempts: a long store outage
+        (job,) = await queue.claim()
+        assert job.attempts == 1
+        assert await queue.release("j1", retry_after_s=5.0)
+        assert await queue.claim() == []  # not visible before retry_after_s
+        clock.now += 5.0
+    assert await queue.dead_letter_count() == 0
+    (job,) = await queue.claim()
+    assert await queue.release("j1", 1.0) and await queue.release("j1", 1.0)  # a second release counts nothing more
+    clock.now += 1.0
+    assert [j.attempts for j in await queue.claim()] == [1]
+    assert not await queue.release("unknown", 1.0)
+
+
 async def test_fail_and_ack_of_unknown_jobs_are_harmless(queue: DurableQueue) -> None:
     assert not await queue.fail("nope", "x", retry_after_s=1)
     assert not await queue.ack("nope")

@@ -1,0 +1,147 @@
+"""What a proxy benchmark runs against: the fast local stub upstream, a ``memproxy serve`` process on a data dir of
+the benchmark's own (never the user's ~/.local/share/memproxy), memories bulk-loaded into that dir before the proxy
+starts, varied questions, and a check that memory really took part in a response.
+
+Memories are loaded the way ``memproxy bench latency`` loads them (:func:`memory.bench.latency.bulk_load`): write
+batches straight into the store, with vectors from a pool of real embedded sentences plus a little noise — embedding
+100k texts one by one would take far longer than the measurement itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from memory.bench.latency import QUERIES, bulk_load, sentence
+from memory.engine import MemoryEngine
+from memory.models import Scope
+from memory.writes.queue import DurableQueue
+from proxy.bench.processes import ServerProcess, free_port, python_module
+
+TENANT = "default"
+"""The tenant of every request in open dev mode (no API keys): the body's ``user`` names the user within it."""
+
+_TEMPLATES = (
+    "Do you remember that {}?",
+    "Remind me: is it true that {}?",
+    "What else happened when {}?",
+    "Earlier I told you {} — what do you make of it?",
+    "Can you tell me more about how {}?",
+)
+
+
+def question(rng: random.Random) -> str:
+    """A varied, realistic question about the kind of things the bulk-loaded memories say."""
+    if rng.random() < 0.3:
+        return rng.choice(QUERIES)
+    text = sentence(rng).rstrip(".")
+    if not text.startswith("I "):
+        text = text[0].lower() + text[1:]
+    return rng.choice(_TEMPLATES).format(text)
+
+
+def start_stub() -> ServerProcess:
+    port = free_port()
+    return ServerProcess(
+        python_module("proxy.bench.stub_upstream", "--port", str(port)), f"http://127.0.0.1:{port}/v1/models"
+    ).start()
+
+
+def stub_url(stub: ServerProcess) -> str:
+    return stub.ready_url.removesuffix("/models")
+
+
+def proxy_process(
+    upstream_url: str, data_dir: Path, log_path: Path, *, memory: bool, start_timeout_s: float = 30.0
+) -> ServerProcess:
+    """``memproxy serve`` (not started) on a free port with its data in ``data_dir``, in open dev mode so the body's
+    ``user`` names the user. The child inherits this process's environment (HF_HUB_OFFLINE, …) plus these."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEMPROXY_DATA_DIR": str(data_dir),
+        "MEMPROXY_MEMORY_ENABLED": "true" if memory else "false",
+        "MEMPROXY_API_KEYS": "",
+    }
+    return ServerProcess(
+        python_module(
+            "proxy.cli", "serve", "--port", str(port), "--upstream-url", upstream_url, "--log-level", "warning"
+        ),
+        f"http://127.0.0.1:{port}/readyz",
+        env=env,
+        log_path=log_path,
+        start_timeout_s=start_timeout_s,
+    )
+
+
+def proxy_url(proxy: ServerProcess) -> str:
+    return proxy.ready_url.removesuffix("/readyz") + "/v1"
+
+
+def started(proxy: ServerProcess) -> float:
+    """Start ``proxy``; returns the seconds until it answered ready (with memory: opening the store, rebuilding
+    the BM25 postings of every memory, loading the vector index)."""
+    began = time.perf_counter()
+    proxy.start()
+    return time.perf_counter() - began
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    memories: int
+    load_s: float
+    pool_embed_s: float
+
+
+async def fill_memories(
+    data_dir: Path, users: Mapping[str, int], *, pool_size: int = 1024, seed: int = 7
+) -> LoadReport:
+    """Bulk-load ``users`` (user → how many memories) of tenant ``default`` into ``data_dir``, then close the
+    engine, which saves the vector index, so the proxy started on the dir finds it."""
+    from proxy.app import memory_config
+    from proxy.settings import Settings
+
+    rng = random.Random(seed)
+    engine = await MemoryEngine.open(memory_config(Settings(data_dir=data_dir)))
+    try:
+        began = time.perf_counter()
+        texts = [sentence(rng) for _ in range(pool_size)]
+        pool = await engine.embedder.embed(texts)
+        embedded = time.perf_counter()
+        loaded = 0
+        for user, count in users.items():
+            loaded += await bulk_load(engine, Scope(TENANT, user), count, texts, pool, rng)
+        await engine.indexes.follow()
+        await engine.vectors.settle()
+        finished = time.perf_counter()
+    finally:
+        await engine.close()
+    return LoadReport(memories=loaded, load_s=round(finished - embedded, 2), pool_embed_s=round(embedded - began, 2))
+
+
+async def queue_depth(data_dir: Path) -> int:
+    """Exchanges queued for memory and not applied yet (the background write path's lag)."""
+    from proxy.app import memory_config
+    from proxy.settings import Settings
+
+    queue = DurableQueue(memory_config(Settings(data_dir=data_dir)).queue_path)
+    try:
+        return await queue.depth()
+    finally:
+        await queue.close()
+
+
+def memory_status(response: httpx.Response) -> tuple[str, int, str | None]:
+    """(x-memproxy-memory, x-memproxy-recalled, x-memproxy-degraded-reason) of a proxy response."""
+    headers = response.headers
+    return (
+        headers.get("x-memproxy-memory", "missing"),
+        int(headers.get("x-memproxy-recalled", "0")),
+        headers.get("x-memproxy-degraded-reason"),
+    )

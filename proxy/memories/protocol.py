@@ -1,0 +1,201 @@
+"""The JSON of the memory REST API (``/v1/memories``). Request bodies are strict: an unknown field, a wrong type or
+a value out of range is a 400 and changes nothing. Times are ISO 8601 (UTC) out; in, ISO 8601 or UNIX seconds.
+Embeddings and the tenant are never part of a response."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+Kind = Literal["fact", "episode", "preference", "profile"]
+
+MAX_CONTENT_CHARS = 20_000
+LIST_LIMIT_MAX = 200
+GRAPH_LIMIT_MAX = 1000
+TOP_K_MAX = 100
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields and loose types are refused; text fields must hold more than blanks."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("content", "query", "text", check_fields=False)
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+# --- responses -------------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The OpenAI error shape every failure answers with."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES = {
+    400: "Malformed request (bad JSON, wrong type, unknown field or parameter, value out of range); nothing changed.",
+    401: "Missing or unknown API key.",
+    403: "The key does not grant that user or tenant.",
+    404: "No such memory in this scope (an id of another scope looks the same).",
+    409: "The memory was revised already (PATCH text on an old version).",
+    503: "Memory is off or failed to start (code memory_unavailable).",
+}
+
+
+# --- memories ---------------------------------------------------------------------------------------------------
+
+
+class MemoryObject(BaseModel):
+    """One memory as the API shows it."""
+
+    id: str
+    object: Literal["memory"] = "memory"
+    user: str
+    text: str
+    kind: Kind
+    importance: float
+    core: bool = Field(description="In the user's core memory (shown to the model in every chat).")
+    pinned: bool = Field(description="Put into core memory by the user (never demoted).")
+    active: bool = Field(description="Neither superseded nor expired.")
+    created_at: datetime
+    event_time: datetime | None = None
+    last_used_at: datetime | None = None
+    use_count: int = 0
+    expires_at: datetime | None = None
+    source_ids: list[str] = Field(default_factory=list, description="Provenance: the messages it came from.")
+    superseded_by: str | None = Field(None, description="The id of the newer version, if it was revised.")
+    entities: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form (category, …); the engine's own bookkeeping keys are not shown."
+    )
+
+
+class MemoryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MemoryObject]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next page; null at the end. A page may hold fewer than limit."
+    )
+
+
+class ScoredMemory(MemoryObject):
+    score: float = Field(description="Recall score (higher is more relevant).")
+
+
+class SearchResults(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ScoredMemory]
+
+
+class MemoryHistory(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MemoryObject] = Field(description="The versions of the memory, oldest first.")
+
+
+class DeletedMemory(BaseModel):
+    id: str
+    object: Literal["memory.deleted"] = "memory.deleted"
+    deleted: bool = True
+
+
+class DeletedUser(BaseModel):
+    object: Literal["memory.user_deleted"] = "memory.user_deleted"
+    user: str
+    deleted: int = Field(description="Memories removed (queued writes, entities, edges and indexes go too).")
+
+
+class GraphNode(BaseModel):
+    id: str = Field(description="A memory id, or 'entity:<name>' for an entity.")
+    type: Literal["memory", "entity"]
+    label: str
+    kind: str | None = Field(None, description="Memory kind, or entity type.")
+    importance: float | None = None
+    active: bool | None = None
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+    type: Literal["MENTIONS", "RELATED_TO", "LEADS_TO", "SUPERSEDES"] | str
+    strength: float = 1.0
+
+
+class MemoryGraph(BaseModel):
+    object: Literal["memory.graph"] = "memory.graph"
+    user: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    truncated: bool = Field(description="The user has more memories than the limit; the newest are shown.")
+
+
+class ImportResult(BaseModel):
+    object: Literal["memory.import"] = "memory.import"
+    user: str
+    imported: int
+
+
+# --- requests --------------------------------------------------------------------------------------------------
+
+
+class CreateMemoryRequest(StrictBody):
+    content: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS)
+    user: StrictStr | None = Field(None, description="End user (trusted keys only; default: the key's user).")
+    importance: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+    category: StrictStr | None = Field(None, min_length=1, max_length=256)
+    metadata: dict[str, Any] | None = None
+    kind: Kind = "fact"
+    event_time: datetime | None = Field(None, strict=False, description="When it happened, if not now.")
+
+
+class SearchRequest(StrictBody):
+    query: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS)
+    user: StrictStr | None = None
+    top_k: int = Field(10, ge=1, le=TOP_K_MAX)
+    preset: Literal["balanced", "precise", "broad", "fast"] | None = None
+
+
+class UpdateMemoryRequest(StrictBody):
+    """Only the fields sent change. ``text`` stores a new version that supersedes this one (the answer is the new
+    version; history keeps both); the other fields change this memory in place."""
+
+    text: StrictStr | None = Field(None, min_length=1, max_length=MAX_CONTENT_CHARS)
+    importance: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    retention_period: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["short_term", "long_term"] | None = (
+        Field(None, description="How long it is kept from now: seconds, 'short_term' or 'long_term'; null: forever.")
+    )
+    pinned: StrictBool | None = Field(None, description="true: into core memory for good; false: out of it.")
+    metadata: dict[str, Any] | None = Field(None, description="A JSON merge patch (RFC 7396): null removes a key.")
+
+
+class ImportRequest(StrictBody):
+    """The JSON of ``GET /v1/memories/export`` (the export format of every store). The user it goes to is named
+    by ``?user=``: an export holds no scope."""
+
+    object: Literal["memory.export"] | None = None
+    memories: list[dict[str, Any]]
+    entities: list[dict[str, Any]] = Field(default_factory=list)
+    relationships: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MemoryExport(BaseModel):
+    """One user's memories, entities and relationships (no embeddings, no scope): ``POST /v1/memories/import``
+    takes it back, into any user and any store."""
+
+    object: Literal["memory.export"] = "memory.export"
+    memories: list[dict[str, Any]]
+    entities: list[dict[str, Any]]
+    relationships: list[dict[str, Any]]

@@ -1,0 +1,324 @@
+"""The memory REST API's logic over the engine: every call takes the resolved scope, validates before it writes
+(a refused request changes nothing) and answers with the models of :mod:`proxy.memories.protocol`.
+
+An id that is unknown and an id of another scope get the same 404: the API is no oracle for other people's ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from memory.engine import MemoryEngine
+from memory.graph.base import CORE_SINCE, UNCHANGED, FieldUpdate, NotFound, core_since
+from memory.scheduler import CORE, CORE_LEFT_AT, DECAY, PINNED
+from memory.graph.export_format import export_memory, import_entity, import_memory, import_relationship
+from memory.models import Memory, Scope
+from proxy.auth import KeyRecord
+from proxy.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
+from proxy.identity import IdentityRules
+from proxy.memories.access import resolve_memory_scope
+from proxy.memories.protocol import (
+    CreateMemoryRequest,
+    DeletedMemory,
+    DeletedUser,
+    GraphEdge,
+    GraphNode,
+    ImportRequest,
+    ImportResult,
+    MemoryExport,
+    MemoryGraph,
+    MemoryHistory,
+    MemoryList,
+    MemoryObject,
+    ScoredMemory,
+    SearchRequest,
+    SearchResults,
+    UpdateMemoryRequest,
+)
+from proxy.memory_gateway import MemoryGateway
+
+RESERVED_METADATA = frozenset({CORE, CORE_SINCE, CORE_LEFT_AT, DECAY, "slot", "slot_value"})
+"""Metadata keys the engine keeps for itself (core memory, decay, slots): not shown, not patchable."""
+
+FILTERED_SCAN_PAGES = 20
+"""With a kind / category filter, at most this many store pages are read for one API page (it may come back short;
+``next_cursor`` goes on from where the scan stopped)."""
+
+
+class MemoriesService:
+    def __init__(self, gateway: MemoryGateway, rules: IdentityRules) -> None:
+        self._gateway = gateway
+        self._rules = rules
+
+    def scope(
+        self,
+        key: KeyRecord,
+        headers: Mapping[str, str],
+        *,
+        user: str | None = None,
+        body_user: str | None = None,
+        tenant: str | None = None,
+    ) -> Scope:
+        """The scope the request may touch (403 / 400 otherwise); ``user`` from the query, ``body_user`` from a
+        body — naming two different users is refused."""
+        if user is not None and body_user is not None and user != body_user:
+            raise InvalidRequestError("The query and the body name different users.", param="user")
+        chosen = body_user if body_user is not None else user
+        return resolve_memory_scope(key, user=chosen, tenant=tenant, headers=headers, rules=self._rules)
+
+    @property
+    def engine(self) -> MemoryEngine:
+        engine = self._gateway.engine
+        if engine is None:
+            reason = "it could not start" if self._gateway.unavailable else "it is turned off"
+            raise ServiceUnavailableError(f"Memory is unavailable: {reason}.", code="memory_unavailable")
+        return engine
+
+    # --- reads -----------------------------------------------------------------------------------------------
+
+    async def list(
+        self,
+        scope: Scope,
+        *,
+        limit: int,
+        cursor: str | None,
+        kind: str | None,
+        category: str | None,
+        include_inactive: bool,
+    ) -> MemoryList:
+        store = self.engine.store
+        found: list[Memory] = []
+        for _ in range(FILTERED_SCAN_PAGES):
+            # Each store page asks for no more than is still wanted, so its cursor is exactly where the answer ends.
+            try:
+                page = await store.list_memories(
+                    scope, limit=limit - len(found), cursor=cursor, include_inactive=include_inactive
+                )
+            except ValueError:
+                raise InvalidRequestError("The cursor is not valid.", param="cursor", code="invalid_cursor") from None
+            found += [m for m in page.items if _matches(m, kind, category)]
+            cursor = page.next_cursor
+            if cursor is None or len(found) >= limit:
+                break
+        return MemoryList(data=[memory_object(m) for m in found], next_cursor=cursor)
+
+    async def search(self, scope: Scope, request: SearchRequest) -> SearchResults:
+        hits = await self.engine.recall(
+            request.query, scope.user, request.top_k, preset=request.preset, tenant=scope.tenant
+        )
+        return SearchResults(
+            data=[ScoredMemory(**memory_object(h.memory).model_dump(), score=round(h.score, 6)) for h in hits]
+        )
+
+    async def get(self, scope: Scope, memory_id: str) -> MemoryObject:
+        return memory_object(await self._existing(scope, memory_id))
+
+    async def history(self, scope: Scope, memory_id: str) -> MemoryHistory:
+        await self._existing(scope, memory_id)
+        versions = await self.engine.history(memory_id, user_id=scope.user, tenant=scope.tenant)
+        return MemoryHistory(data=[memory_object(m) for m in versions])
+
+    async def graph(self, scope: Scope, *, limit: int, include_inactive: bool) -> MemoryGraph:
+        store = self.engine.store
+        page = await store.list_memories(scope, limit=limit, include_inactive=include_inactive)
+        memories = page.items
+        ids = {m.id for m in memories}
+        nodes = [
+            GraphNode(id=m.id, type="memory", label=m.text, kind=m.kind.value, importance=m.importance, active=m.active)
+            for m in memories
+        ]
+        mentioned = {name for m in memories for name in m.entities}
+        entities = {e.name: e for e in await store.entities(scope) if e.name in mentioned}
+        for name in sorted(mentioned):
+            entity = entities.get(name)
+            label = (entity.display_name if entity else None) or name
+            kind = entity.type if entity else None
+            nodes.append(GraphNode(id=f"entity:{name}", type="entity", label=label, kind=kind))
+        edges = [
+            GraphEdge(source=m.id, target=f"entity:{name}", type="MENTIONS") for m in memories for name in m.entities
+        ]
+        edges += [
+            GraphEdge(source=r.source_id, target=r.target_id, type=str(r.type), strength=r.strength)
+            for r in await store.relationships(scope, list(ids))
+            if r.source_id in ids and r.target_id in ids
+        ]
+        return MemoryGraph(user=scope.user, nodes=nodes, edges=edges, truncated=page.next_cursor is not None)
+
+    async def export(self, scope: Scope) -> MemoryExport:
+        data = await self.engine.export(scope.user, tenant=scope.tenant)
+        return MemoryExport(
+            memories=data.get("memories", []),
+            entities=data.get("entities", []),
+            relationships=data.get("relationships", []),
+        )
+
+    # --- writes ----------------------------------------------------------------------------------------------
+
+    async def create(self, scope: Scope, request: CreateMemoryRequest) -> MemoryObject:
+        _check_metadata(request.metadata)
+        engine = self.engine
+        memory_id = await engine.remember(
+            request.content,
+            scope.user,
+            importance=request.importance,
+            category=request.category,
+            metadata=request.metadata,
+            kind=request.kind,
+            event_time=_seconds(request.event_time),
+            tenant=scope.tenant,
+            wait=True,
+        )
+        memory = await engine.get(memory_id, user_id=scope.user, tenant=scope.tenant) if memory_id else None
+        if memory is None:
+            raise InvalidRequestError("Nothing in the content could be remembered.", param="content")
+        return memory_object(memory)
+
+    async def update(self, scope: Scope, memory_id: str, request: UpdateMemoryRequest) -> MemoryObject:
+        sent = request.model_fields_set
+        _check_update(request, sent)
+        engine = self.engine
+        current = await self._existing(scope, memory_id)
+        revising = request.text is not None and request.text.strip() != current.text
+        if revising and current.superseded_by is not None:
+            raise ConflictError(
+                f"This memory was revised already; change its newest version ({current.superseded_by}).",
+                param="text",
+                code="memory_superseded",
+            )
+        if request.pinned and not revising and not current.active:
+            raise ConflictError("Only an active memory can be pinned.", param="pinned", code="memory_inactive")
+        try:
+            memory_id = await self._apply_update(scope, memory_id, request, revising=revising)
+        except NotFound:  # deleted meanwhile
+            raise _not_found(memory_id) from None
+        return memory_object(await self._existing(scope, memory_id))
+
+    async def _apply_update(self, scope: Scope, memory_id: str, request: UpdateMemoryRequest, *, revising: bool) -> str:
+        engine, sent = self.engine, request.model_fields_set
+        user, tenant = scope.user, scope.tenant
+        if revising:
+            memory_id = await engine.revise(memory_id, request.text or "", user_id=user, tenant=tenant)
+        if request.importance is not None or "retention_period" in sent:
+            await engine.prioritize(
+                memory_id,
+                user_id=user,
+                tenant=tenant,
+                importance=request.importance,
+                retention_period=request.retention_period if "retention_period" in sent else UNCHANGED,
+            )
+        if request.pinned is True:
+            await engine.pin(memory_id, user_id=user, tenant=tenant)
+        elif request.pinned is False:
+            await engine.unpin(memory_id, user_id=user, tenant=tenant)
+        if request.metadata:
+            await engine.store.update_memories(scope, [FieldUpdate(memory_id, metadata=request.metadata)])
+            await engine.indexes.follow()
+        return memory_id
+
+    async def delete(self, scope: Scope, memory_id: str) -> DeletedMemory:
+        if not await self.engine.forget(memory_id, user_id=scope.user, tenant=scope.tenant):
+            raise _not_found(memory_id)
+        return DeletedMemory(id=memory_id)
+
+    async def delete_user(self, scope: Scope, *, confirm: bool) -> DeletedUser:
+        if not confirm:
+            raise InvalidRequestError(
+                "Deleting all of a user's memories needs ?confirm=true.", param="confirm", code="confirmation_required"
+            )
+        removed = await self.engine.forget_user(scope.user, tenant=scope.tenant)
+        return DeletedUser(user=scope.user, deleted=removed)
+
+    async def import_(self, scope: Scope, request: ImportRequest) -> ImportResult:
+        data: dict[str, Any] = {
+            "memories": request.memories,
+            "entities": request.entities,
+            "relationships": request.relationships,
+        }
+        _check_export(scope, data)
+        try:
+            count = await self.engine.import_user(scope.user, data, tenant=scope.tenant)
+        except (ValueError, NotFound) as exc:
+            raise InvalidRequestError(f"The export cannot be imported: {_short(exc)}", code="invalid_export") from None
+        return ImportResult(user=scope.user, imported=count)
+
+    async def _existing(self, scope: Scope, memory_id: str) -> Memory:
+        memory = await self.engine.get(memory_id, user_id=scope.user, tenant=scope.tenant)
+        if memory is None:
+            raise _not_found(memory_id)
+        return memory
+
+
+def memory_object(memory: Memory) -> MemoryObject:
+    """A stored memory as the API shows it (the export format's fields, plus the derived ones; never the tenant, and
+    not the engine's bookkeeping in the metadata)."""
+    exported = export_memory(memory)
+    exported["metadata"] = {k: v for k, v in memory.metadata.items() if k not in RESERVED_METADATA}
+    return MemoryObject(
+        **exported,
+        user=memory.scope.user,
+        core=core_since(memory.metadata) is not None,
+        pinned=memory.metadata.get(CORE) == PINNED,
+        active=memory.active,
+    )
+
+
+def _matches(memory: Memory, kind: str | None, category: str | None) -> bool:
+    return (kind is None or memory.kind.value == kind) and (
+        category is None or memory.metadata.get("category") == category
+    )
+
+
+def _check_update(request: UpdateMemoryRequest, sent: set[str]) -> None:
+    if not sent:
+        raise InvalidRequestError("Send at least one field to change.", code="empty_update")
+    for name in ("text", "importance", "pinned", "metadata"):
+        if name in sent and getattr(request, name) is None:
+            raise InvalidRequestError(f"'{name}' cannot be null.", param=name)
+    _check_metadata(request.metadata)
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
+    reserved = sorted(RESERVED_METADATA & set(metadata or {}))
+    if reserved:
+        raise InvalidRequestError(
+            f"Metadata key '{reserved[0]}' is the engine's own; use 'pinned' or 'importance' instead.",
+            param=f"metadata.{reserved[0]}",
+        )
+
+
+def _check_export(scope: Scope, data: dict[str, Any]) -> None:
+    """Parse every item before anything is written, so a bad export is a 400 that changes nothing."""
+    parsers = (("memories", import_memory), ("entities", import_entity), ("relationships", import_relationship))
+    for section, parse in parsers:
+        for index, item in enumerate(data[section]):
+            try:
+                parse(scope, item)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise InvalidRequestError(
+                    f"Invalid {section}[{index}]: {_short(exc)}", param=f"{section}.{index}", code="invalid_export"
+                ) from None
+    ids = {str(item["id"]) for item in data["memories"]}
+    for index, item in enumerate(data["relationships"]):
+        if str(item["source_id"]) not in ids or str(item["target_id"]) not in ids:
+            raise InvalidRequestError(
+                f"Invalid relationships[{index}]: it joins memories that are not in the export.",
+                param=f"relationships.{index}",
+                code="invalid_export",
+            )
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    """UNIX seconds; a time without a zone is UTC."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _not_found(memory_id: str) -> NotFoundError:
+    return NotFoundError(f"No memory '{memory_id[:80]}'.", param="id")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc)[:200] or type(exc).__name__
