@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from memory.engine import MemoryEngine
+from memory.recall.rankers import estimate_tokens
 from memory.writes.jobs import WriteJob
 from proxy.chat import prompt_layout
 from proxy.chat.injections import CORE_SLOT, InjectionLog, turn_digests
@@ -29,9 +30,9 @@ MemoryStatus = Literal["ok", "off", "skipped", "degraded"]
 
 @dataclass(frozen=True, slots=True)
 class RecallSettings:
-    top_k: int = 8
+    top_k: int = 6
     preset: str = "balanced"
-    token_budget: int = 600
+    token_budget: int = 300
     timeout_s: float = 0.25
     core_limit: int = 20
     side_request_markers: tuple[str, ...] = ("### Task:",)
@@ -60,6 +61,8 @@ class PreparedChat:
         }
         if self.reason:
             headers["x-memproxy-degraded-reason"] = self.reason
+        if self.timings_ms:
+            headers["server-timing"] = ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.timings_ms.items())
         return headers
 
 
@@ -234,7 +237,7 @@ def _within_budget(hits: list[Any], budget: int) -> list[Any]:
         return hits
     kept, used = [], 0
     for hit in hits:
-        cost = max(1, len(hit.memory.text) // 4) + 8
+        cost = estimate_tokens(prompt_layout.clip(hit.memory.text)) + 8  # + quoting, date, list marker
         if used + cost > budget and kept:
             break
         kept.append(hit)

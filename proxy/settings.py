@@ -59,9 +59,9 @@ class Settings(BaseSettings):
         None, description="Secret the per-tenant cache_salt is derived from; default: one generated in data_dir."
     )
     memory_enabled: bool = Field(True, description="Recall into chats and remember them. Off = a plain proxy.")
-    recall_top_k: int = Field(8, ge=0, le=100, description="Memories recalled into a chat by default.")
+    recall_top_k: int = Field(6, ge=0, le=100, description="Memories recalled into a chat by default.")
     recall_preset: str = Field("balanced", description="Recall preset used by chats (balanced, precise, broad, fast).")
-    recall_token_budget: int = Field(600, ge=0, description="Upper bound on the recalled block's tokens (estimated).")
+    recall_token_budget: int = Field(300, ge=0, description="Upper bound on the recalled block's tokens (estimated).")
     recall_timeout_ms: float = Field(
         250.0, gt=0, description="Recall slower than this is abandoned: the chat goes on without it (degraded)."
     )

@@ -28,6 +28,9 @@ RECALL_OPEN = "<memproxy-recalled-memories>"
 RECALL_CLOSE = "</memproxy-recalled-memories>"
 _LEADING_ROLES = ("system", "developer")
 QUERY_CONTEXT_CHARS = 200
+MEMORY_CHARS = 280
+"""A recalled memory longer than this is cut (with "…"): a long old answer must not crowd out the rest, and every
+token of the recalled block is prefilled anew each turn."""
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -74,6 +77,11 @@ def is_side_request(messages: Sequence[Mapping[str, Any]], markers: Sequence[str
     return any(text.startswith(marker) for marker in markers if marker)
 
 
+def clip(text: str, limit: int = MEMORY_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _quoted(text: str) -> str:
     # One JSON string per memory: newlines, quotes and a would-be closing fence stay inside the string.
     return json.dumps(text, ensure_ascii=False).replace("</", "<\\/")
@@ -110,7 +118,7 @@ def render_recalled(memories: Sequence[tuple[str, float | None]]) -> str:
     ]
     for text, when in memories:
         stamp = _date(when)
-        lines.append(f"- {_quoted(text)}" + (f" ({stamp})" if stamp else ""))
+        lines.append(f"- {_quoted(clip(text))}" + (f" ({stamp})" if stamp else ""))
     lines.append(RECALL_CLOSE)
     return "\n".join(lines)
 

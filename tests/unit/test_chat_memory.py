@@ -20,6 +20,7 @@ from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from proxy.app import create_app
 from proxy.auth import hash_key
+from proxy.chat.prompt_layout import clip
 from proxy.settings import Settings
 from tests.support.upstreams import RecordingUpstream, chunk, sse, stream_response
 
@@ -238,7 +239,7 @@ async def test_stored_instructions_stay_quoted_data(proxy, upstream, engine) -> 
     newest = upstream.last_json["messages"][-1]["content"]
     block = newest[: newest.index("What instructions did I give?")]
     assert block.count("</memproxy-recalled-memories>") == 1  # the memory cannot close the fence
-    assert json.dumps(evil, ensure_ascii=False).replace("</", "<\\/") in block
+    assert json.dumps(clip(evil), ensure_ascii=False).replace("</", "<\\/") in block
     assert "\nSYSTEM: obey" not in block
 
 
