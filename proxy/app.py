@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from proxy import __version__
+from proxy.adapter_gateway import build_adapter_router
 from proxy.auth import KeyRecord, KeyRing, read_keys_file
 from proxy.chat.api_router import router as chat_router
 from proxy.chat.serving import ChatCompletionsService
@@ -32,9 +33,13 @@ from proxy.identity import IdentityRules
 from proxy.memories.api_router import router as memories_router
 from proxy.memories.serving import MemoriesService
 from proxy.memory_gateway import MemoryGateway, RecallSettings
+from proxy.metrics import Metrics
+from proxy.observability import RequestContextMiddleware
 from proxy.routes import router as misc_router
 from proxy.settings import Settings
+from proxy.ui.router import router as ui_router
 from proxy.upstream import UpstreamClient, build_http_client
+from proxy.upstream_pool import UpstreamPool
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +59,27 @@ def create_app(
     client = http_client if http_client is not None else build_http_client(settings)
     keys = KeyRing(key_records(settings))
     upstream_key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
-    upstream = UpstreamClient(client, settings.upstream_url, api_key=upstream_key)
+    upstreams = UpstreamPool(
+        [UpstreamClient(client, url, api_key=upstream_key) for url in settings.upstream_list],
+        probe_interval_s=settings.upstream_probe_interval_s,
+    )
     gateway = MemoryGateway(memory, recall_settings(settings))
     rules = IdentityRules.with_extra(settings.user_header, settings.conversation_header)
+    metrics = Metrics()
+    adapter_router = build_adapter_router(settings, client, upstream_key)
+    if adapter_router is not None:
+        metrics.add_counters("memproxy_adapter_routing", "Chats by adapter outcome: adapter, base, fallback:<reason>.",
+                             "outcome", adapter_router.metrics.counts)
+    metrics.add_counters(
+        "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",
+        "outcome", lambda: _extraction_stats(gateway),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys.warn_if_open()
-        logger.info("memproxy %s forwarding to %s", __version__, settings.upstream_url)
+        logger.info("memproxy %s forwarding to %s", __version__, ", ".join(settings.upstream_list))
+        upstreams.start()
         owned_engine = None
         if memory is None and settings.memory_enabled:
             try:
@@ -75,6 +93,7 @@ def create_app(
             yield
         finally:
             await gateway.drain()
+            await upstreams.close()
             if owned_engine is not None:
                 await owned_engine.close()
             if owns_client:
@@ -89,21 +108,32 @@ def create_app(
     app.state.settings = settings
     app.state.keys = keys
     app.state.identity_rules = rules
-    app.state.upstream = upstream
+    app.state.upstreams = upstreams
+    app.state.http_client = client
+    app.state.metrics = metrics
     app.state.memory = gateway
     app.state.chat_service = ChatCompletionsService(
-        upstream,
+        upstreams,
         default_model=settings.default_model,
         memory=gateway,
         identity_rules=rules,
         cache_salt_secret=cache_salt_secret(settings) if settings.cache_salt else None,
+        metrics=metrics,
+        adapters=adapter_router,
     )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.state.memories_service = MemoriesService(gateway, rules)
     app.include_router(chat_router)
     app.include_router(memories_router)
     app.include_router(misc_router)
+    app.include_router(ui_router)
     _install_error_handlers(app)
     return app
+
+
+def _extraction_stats(gateway: MemoryGateway) -> dict[str, int] | None:
+    stats = getattr(getattr(gateway.engine, "extractor", None), "stats", None)
+    return stats.snapshot() if stats is not None else None
 
 
 def key_records(settings: Settings) -> list[KeyRecord]:

@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 
 from proxy.auth import KeyRecord, KeyRing
 from proxy.errors import UpstreamError
-from proxy.upstream import UpstreamClient
+from proxy.metrics import Metrics
+from proxy.upstream_pool import UpstreamPool
 
 READINESS_TIMEOUT_S = 2.0
 
@@ -28,18 +29,25 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the upstream model server answers")
+@router.get("/readyz", summary="Readiness: an upstream model server answers")
 async def readyz(request: Request) -> Response:
-    upstream: UpstreamClient = request.app.state.upstream
+    upstreams: UpstreamPool = request.app.state.upstreams
     try:
-        await upstream.get("models", timeout=READINESS_TIMEOUT_S)
+        await upstreams.primary.get("models", timeout=READINESS_TIMEOUT_S)
     except UpstreamError as exc:
         return JSONResponse(exc.to_body(), status_code=503)
     return JSONResponse({"status": "ready"})
 
 
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    body = await registry.render(request.app.state.memory, request.app.state.upstreams, request.app.state.http_client)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 @router.get("/v1/models", dependencies=[Depends(require_api_key)], summary="List models (from the upstream)")
 async def list_models(request: Request) -> Response:
-    upstream: UpstreamClient = request.app.state.upstream
-    response = await upstream.get("models")
+    upstreams: UpstreamPool = request.app.state.upstreams
+    response = await upstreams.primary.get("models")
     return Response(response.content, media_type="application/json")

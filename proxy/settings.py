@@ -18,6 +18,16 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "memproxy"
 
 
+def _default_cache_dir() -> Path:
+    """deploy/local/vllm-cpu.sh's cache dir (its venv and the converted model): MEMPROXY_CACHE_DIR, else
+    $XDG_CACHE_HOME/memproxy, else ~/.cache/memproxy."""
+    import os
+
+    if os.environ.get("MEMPROXY_CACHE_DIR"):
+        return Path(os.environ["MEMPROXY_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "memproxy"
+
+
 class Settings(BaseSettings):
     """memproxy's configuration. Every field can be set as ``MEMPROXY_<FIELD>`` (case-insensitive)."""
 
@@ -27,6 +37,12 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/v1",
         description="Base URL of the OpenAI-compatible upstream (vLLM), including /v1.",
     )
+    upstream_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Several upstream replicas (comma-separated …/v1 URLs); each user is routed to the same one "
+        "(rendezvous hashing over the healthy ones). Overrides upstream_url when set.",
+    )
+    upstream_probe_interval_s: float = Field(5.0, gt=0, description="Health probe interval for several upstreams.")
     upstream_api_key: SecretStr | None = Field(None, description="Bearer token sent to the upstream, if it needs one.")
     default_model: str = Field(
         "SmolLM2-135M-Instruct",
@@ -97,7 +113,38 @@ class Settings(BaseSettings):
     write_timeout_s: float = Field(30.0, gt=0, description="Seconds to send a request body upstream.")
     pool_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a free upstream connection.")
     max_upstream_connections: int = Field(256, ge=1, description="Connection pool size towards the upstream.")
+    adapters_enabled: bool = Field(
+        False, description="Per-user LoRA adapters: route a user with a ready adapter to it (loaded into vLLM)."
+    )
+    adapters_dir: Path | None = Field(None, description="Adapter versions and their registry; default data_dir/adapters.")
+    adapters_base_model_path: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "models" / "SmolLM2-135M-Instruct",
+        description="HF folder of the base model the adapters are trained on (what vLLM serves as --model).",
+    )
+    adapters_vllm_url: str | None = Field(
+        None, description="vLLM's root URL for its LoRA API (/v1/load_lora_adapter); default: upstream_url's root."
+    )
+    adapters_max_loaded: int = Field(
+        4, ge=1, description="Adapters kept loaded in vLLM at once, least recently used unloaded first."
+    )
+    adapters_loader: str = Field(
+        "runtime",
+        pattern="^(runtime|resolver)$",
+        description="runtime: load through vLLM's LoRA API; resolver: vLLM's filesystem resolver plugin reads "
+        "adapters_dir itself (remote vLLM on a shared volume).",
+    )
+    adapters_refresh_s: float = Field(2.0, ge=0, description="How long a user's current adapter is cached.")
+    adapters_min_ppl_reduction: float = Field(
+        0.30, ge=0, lt=1, description="Publish an adapter only if held-out perplexity drops at least this much."
+    )
+    adapters_max_general_ppl_increase: float = Field(
+        0.05, ge=0, description="…and perplexity on neutral text rises at most this much."
+    )
+    adapters_train_epochs: int = Field(4, ge=1, description="Training epochs over the user's instruction pairs.")
+    adapters_train_threads: int | None = Field(None, ge=1, description="torch threads for training; default all.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_format: str = Field("text", description="text, or json (one object per line, with the request id).",
+                            pattern="^(text|json)$")
     cli_url: str = Field(
         "http://127.0.0.1:8080", description="Where `memproxy memories …` finds the running proxy (its --url)."
     )
@@ -105,7 +152,7 @@ class Settings(BaseSettings):
         None, description="API key `memproxy memories …` sends when --api-key is not given."
     )
 
-    @field_validator("api_keys", "side_request_markers", mode="before")
+    @field_validator("api_keys", "side_request_markers", "upstream_urls", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -116,6 +163,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def upstream_list(self) -> list[str]:
+        return [url.rstrip("/") for url in self.upstream_urls] or [self.upstream_url]
 
     @property
     def api_key_digests(self) -> frozenset[bytes]:

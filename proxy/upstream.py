@@ -14,6 +14,7 @@ import anyio
 import httpx
 
 from proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from proxy.observability import REQUEST_ID_HEADER, current_request_id
 from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class UpstreamClient:
     async def post_json(self, path: str, body: bytes) -> httpx.Response:
         """POST a JSON body and read the whole answer; an error status raises ``UpstreamStatusError``."""
         try:
-            response = await self._http.post(self._url(path), content=body, headers=JSON_HEADERS | self._auth)
+            response = await self._http.post(self._url(path), content=body, headers=self._headers(JSON_HEADERS))
         except httpx.TransportError as exc:
             raise translate_transport_error(exc, during="request") from exc
         if response.status_code >= 400:
@@ -70,7 +71,7 @@ class UpstreamClient:
         An error status is read and raised as ``UpstreamStatusError`` before anything is yielded, so the caller
         can still answer with a proper HTTP status instead of a stream.
         """
-        request = self._http.build_request("POST", self._url(path), content=body, headers=SSE_HEADERS | self._auth)
+        request = self._http.build_request("POST", self._url(path), content=body, headers=self._headers(SSE_HEADERS))
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:
@@ -92,12 +93,16 @@ class UpstreamClient:
     async def get(self, path: str, *, timeout: float | None = None) -> httpx.Response:
         kwargs = {"timeout": timeout} if timeout is not None else {}
         try:
-            response = await self._http.get(self._url(path), headers=self._auth, **kwargs)
+            response = await self._http.get(self._url(path), headers=self._headers({}), **kwargs)
         except httpx.TransportError as exc:
             raise translate_transport_error(exc, during="request") from exc
         if response.status_code >= 400:
             raise UpstreamStatusError.from_response(response.status_code, response.content)
         return response
+
+    def _headers(self, base: dict[str, str]) -> dict[str, str]:
+        rid = current_request_id()
+        return base | self._auth | ({REQUEST_ID_HEADER: rid} if rid else {})
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"

@@ -8,25 +8,38 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
+from adapters.routing import AdapterRouter, RoutedModel
+from proxy.auth import KeyRecord
 from proxy.chat.memory_controls import read_controls
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
-from proxy.errors import InvalidRequestError, ProxyError, UpstreamUnreachable, invalid_request_from_validation
-from proxy.auth import KeyRecord
+from proxy.errors import (
+    InvalidRequestError,
+    ProxyError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamUnreachable,
+    invalid_request_from_validation,
+)
 from proxy.identity import Identity, IdentityRules, cache_salt, resolve_identity
 from proxy.memory_gateway import MemoryGateway, PreparedChat
+from proxy.metrics import ChatMetrics
 from proxy.upstream import UpstreamClient, translate_transport_error
+from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
 
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "chat/completions"
+FAILOVER_ATTEMPTS = 2
+R = TypeVar("R")
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,49 +79,101 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionReques
 class ChatCompletionsService:
     def __init__(
         self,
-        upstream: UpstreamClient,
+        upstreams: UpstreamPool,
         *,
         default_model: str,
         memory: MemoryGateway,
         identity_rules: IdentityRules | None = None,
         cache_salt_secret: bytes | None = None,
+        metrics: ChatMetrics | None = None,
+        adapters: AdapterRouter | None = None,
     ) -> None:
-        """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared)."""
-        self._upstream = upstream
+        """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared).
+        ``adapters`` None: per-user LoRA adapters are off (every chat goes to the model it names)."""
+        self._upstreams = upstreams
         self._default_model = default_model
         self._memory = memory
         self._rules = identity_rules or IdentityRules()
         self._salt_secret = cache_salt_secret
+        self._metrics = metrics or ChatMetrics()
+        self._adapters = adapters
 
     async def create(
         self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str]
     ) -> ChatCompletion | ChatCompletionStream:
+        started = time.perf_counter()
         payload, request = parse_chat_request(raw_body)
         identity = resolve_identity(key, request.user, headers, self._rules)
         controls = read_controls(headers, payload)
+        self._metrics.phase("identity", time.perf_counter() - started)
         if not request.model:
             payload["model"] = self._default_model
+        routed = await self._adapters.model_for(identity.scope, payload["model"]) if self._adapters else None
+        if routed is not None:
+            payload["model"] = routed.model
         client_messages = payload["messages"]
         prepared = await self._memory.prepare(identity, client_messages, controls)
+        self._metrics.prepared(prepared)
         payload["messages"] = prepared.messages
         if self._salt_secret is not None:
             salt = cache_salt(self._salt_secret, identity)
             # A client's own salt narrows sharing further but can never select another tenant's cache.
             client_salt = payload.get("cache_salt")
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
         if not request.stream:
-            response = await self._upstream.post_json(CHAT_PATH, body)
+            response = await self._send_routed(
+                replicas, routed, payload, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
+            )
+            self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
             if prepared.remember:
                 self._remember_answer(identity, client_messages, response.content)
             media_type = response.headers.get("content-type", "application/json")
-            return ChatCompletion(response.content, media_type, prepared.headers())
+            return ChatCompletion(response.content, media_type, _headers(prepared, routed))
         transcript = StreamTranscript()
-        events = self._relay(body, transcript, identity, client_messages, prepared)
-        # Run up to the upstream's response headers now: a refused connection or a 4xx becomes a proper HTTP error
-        # instead of a 200 stream that carries one.
-        await anext(events)
-        return ChatCompletionStream(events, transcript, prepared.headers())
+
+        async def open_stream(upstream: UpstreamClient, body: bytes) -> AsyncIterator[bytes]:
+            events = self._relay(upstream, body, transcript, identity, client_messages, prepared, started)
+            # Run up to the upstream's response headers now: a refused connection or a 4xx becomes a proper HTTP
+            # error instead of a 200 stream that carries one.
+            await anext(events)
+            return events
+
+        events = await self._send_routed(replicas, routed, payload, open_stream)
+        return ChatCompletionStream(events, transcript, _headers(prepared, routed))
+
+    async def _send_routed(
+        self,
+        replicas: list[Replica],
+        routed: RoutedModel | None,
+        payload: dict[str, Any],
+        attempt: Callable[[UpstreamClient, bytes], Awaitable[R]],
+    ) -> R:
+        """``_send`` with ``payload`` as the body. If vLLM says the user's adapter does not exist (404: it restarted
+        and lost it), the adapter is loaded again (or the base model taken) and the request retried once."""
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            return await self._send(replicas, lambda upstream: attempt(upstream, body))
+        except UpstreamStatusError as exc:
+            if self._adapters is None or routed is None or routed.adapter is None or exc.upstream_status != 404:
+                raise
+        payload["model"] = (await self._adapters.after_model_missing(routed)).model
+        retry = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        return await self._send(replicas, lambda upstream: attempt(upstream, retry))
+
+    async def _send(self, replicas: list[Replica], attempt: Callable[[UpstreamClient], Awaitable[R]]) -> R:
+        """The user's replica first; if it refused the connection (so did no work), the next one, once."""
+        for index, replica in enumerate(replicas[:FAILOVER_ATTEMPTS]):
+            try:
+                return await attempt(replica.client)
+            except UpstreamError as exc:
+                if not is_failover_safe(exc) or len(self._upstreams.replicas) == 1:
+                    raise
+                self._upstreams.mark_down(replica.client, exc.message)
+                if index + 1 >= min(FAILOVER_ATTEMPTS, len(replicas)):
+                    raise
+                self._metrics.failover()
+        raise AssertionError("unreachable")
 
     def _remember_answer(self, identity: Identity, messages: list[dict[str, Any]], content: bytes) -> None:
         try:
@@ -123,20 +188,26 @@ class ChatCompletionsService:
 
     async def _relay(
         self,
+        upstream: UpstreamClient,
         body: bytes,
         transcript: StreamTranscript,
         identity: Identity,
         messages: list[dict[str, Any]],
         prepared: PreparedChat,
+        started: float,
     ) -> AsyncIterator[bytes]:
-        async with self._upstream.stream(CHAT_PATH, body) as response:
+        async with upstream.stream(CHAT_PATH, body) as response:
             yield b""  # primed: the upstream accepted the request
             decoder = SSEDecoder()
+            first = True
             try:
                 async for chunk in response.aiter_raw():
                     events = decoder.feed(chunk)
                     if not events:
                         continue
+                    if first:
+                        self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
+                        first = False
                     for event in events:
                         transcript.observe(event.data)
                     # One upstream chunk, one downstream write: the cadence the client sees is the upstream's.
@@ -154,3 +225,7 @@ class ChatCompletionsService:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
             yield frame_sse(error.to_body()) + DONE_FRAME
+
+
+def _headers(prepared: PreparedChat, routed: RoutedModel | None) -> dict[str, str]:
+    return {**prepared.headers(), **routed.headers()} if routed is not None else prepared.headers()

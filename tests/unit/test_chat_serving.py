@@ -11,6 +11,7 @@ from proxy.auth import DEV_RECORD
 from proxy.chat.serving import ChatCompletionsService, ChatCompletionStream
 from proxy.memory_gateway import MemoryGateway, RecallSettings
 from proxy.upstream import UpstreamClient
+from proxy.upstream_pool import UpstreamPool
 from tests.support.upstreams import (
     RecordingUpstream,
     chunk,
@@ -282,7 +283,7 @@ async def test_cadence_one_upstream_chunk_is_one_downstream_write(upstream) -> N
     scripted, stream_body = stream_response(upstream_chunks)
     upstream.respond = lambda request: scripted
     service = ChatCompletionsService(
-        UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1"),
+        UpstreamPool([UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1")]),
         default_model="m",
         memory=MemoryGateway(None, RecallSettings()),
     )
@@ -300,7 +301,7 @@ async def test_stream_usage_is_relayed_and_seen(upstream) -> None:
     events = [sse(chunk("x", finish_reason="stop")), sse({"choices": [], "usage": usage}), sse("[DONE]")]
     upstream.respond = lambda request: stream_response(events)[0]
     service = ChatCompletionsService(
-        UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1"),
+        UpstreamPool([UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1")]),
         default_model="m",
         memory=MemoryGateway(None, RecallSettings()),
     )

@@ -1,0 +1,178 @@
+"""Prometheus metrics: what the proxy counts as requests go by, and what it reads at scrape time (the write queue,
+extraction outcomes, adapters, the upstreams' health and vLLM's own prefix-cache counters).
+
+One :class:`Metrics` per app, on its own registry, so several apps in one process (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from proxy.memory_gateway import MemoryGateway, PreparedChat
+    from proxy.upstream_pool import UpstreamPool
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+UPSTREAM_SCRAPE_TIMEOUT_S = 2.0
+VLLM_PREFIX_HITS = "vllm:prefix_cache_hits_total"
+VLLM_PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
+
+StatsSource = Callable[[], Mapping[str, int] | None]
+
+
+class _SnapshotCounters(Collector):
+    """Counters kept elsewhere as plain ints (extraction outcomes, adapter loads), exposed as they are at scrape."""
+
+    def __init__(self, name: str, documentation: str, label: str, source: StatsSource) -> None:
+        self._name, self._doc, self._label, self._source = name, documentation, label, source
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for value, count in sorted((self._source() or {}).items()):
+            family.add_metric([value], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "memproxy_http_requests", "HTTP requests answered, by route and status.", ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "memproxy_http_request_duration_seconds", "Time from request to the last byte of the response.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.phase_seconds = Histogram(
+            "memproxy_chat_phase_seconds",
+            "Chat time by phase: identity, recall (memory work before going upstream), upstream_ttfb (request start "
+            "to the upstream's first answer bytes).",
+            ["phase"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.recalled = Histogram(
+            "memproxy_recalled_memories", "Memories recalled into a chat.", buckets=(0, 1, 2, 4, 6, 8, 12, 20, 50),
+            registry=r,
+        )
+        self.memory_status = Counter(
+            "memproxy_chat_memory", "Chats by memory status: ok, off, skipped (side requests), degraded.", ["status"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "memproxy_memory_degraded", "Chats that went on without memory, by reason.", ["reason"], registry=r
+        )
+        self.failovers = Counter(
+            "memproxy_upstream_failovers", "Requests sent to another replica after theirs refused.", registry=r
+        )
+        self.queue_depth = Gauge("memproxy_write_queue_depth", "Exchanges waiting in the durable write queue.", registry=r)
+        self.queue_lag = Gauge(
+            "memproxy_write_queue_lag_seconds", "Age of the oldest queued write (0 when empty).", registry=r
+        )
+        self.dead_letters = Gauge("memproxy_write_dead_letters", "Writes that failed for good.", registry=r)
+        self.upstream_up = Gauge("memproxy_upstream_up", "1 if the replica is considered healthy.", ["upstream"], registry=r)
+        self.prefix_hits = Gauge(
+            "memproxy_upstream_prefix_cache_hit_tokens", "vLLM's prefix-cache hit tokens (its counter, as scraped).",
+            ["upstream"], registry=r,
+        )
+        self.prefix_queries = Gauge(
+            "memproxy_upstream_prefix_cache_query_tokens", "vLLM's prefix-cache queried tokens (as scraped).",
+            ["upstream"], registry=r,
+        )
+        self.prefix_ratio = Gauge(
+            "memproxy_upstream_prefix_cache_hit_ratio", "vLLM prefix-cache hits / queries since its start.",
+            ["upstream"], registry=r,
+        )
+
+    # --- the chat path ---------------------------------------------------------------------------------------
+
+    def phase(self, name: str, seconds: float) -> None:
+        self.phase_seconds.labels(name).observe(seconds)
+
+    def prepared(self, prepared: PreparedChat) -> None:
+        self.memory_status.labels(prepared.status).inc()
+        if prepared.status == "ok":
+            self.recalled.observe(prepared.recalled)
+        if prepared.status == "degraded":
+            self.degraded.labels((prepared.reason or "unknown").split(":", 1)[0]).inc()
+        if "memory" in prepared.timings_ms:
+            self.phase("recall", prepared.timings_ms["memory"] / 1000)
+
+    def failover(self) -> None:
+        self.failovers.inc()
+
+    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    # --- read at scrape time ---------------------------------------------------------------------------------
+
+    def add_counters(self, name: str, documentation: str, label: str, source: StatsSource) -> None:
+        self.registry.register(_SnapshotCounters(name, documentation, label, source))
+
+    async def render(self, gateway: MemoryGateway | None, upstreams: UpstreamPool | None, http: httpx.AsyncClient | None) -> bytes:
+        await asyncio.gather(self._read_queue(gateway), self._read_upstreams(upstreams, http))
+        return generate_latest(self.registry)
+
+    async def _read_queue(self, gateway: MemoryGateway | None) -> None:
+        engine = gateway.engine if gateway is not None else None
+        if engine is None:
+            return
+        try:
+            self.queue_depth.set(await engine.queue.depth())
+            self.queue_lag.set(await engine.queue.oldest_age_s())
+            self.dead_letters.set(await engine.queue.dead_letter_count())
+        except Exception as exc:  # a scrape must not fail because memory is unwell
+            logger.warning("could not read the write queue for metrics: %s", exc)
+
+    async def _read_upstreams(self, upstreams: UpstreamPool | None, http: httpx.AsyncClient | None) -> None:
+        if upstreams is None:
+            return
+
+        async def scrape(url: str) -> None:
+            if http is None:
+                return
+            try:
+                response = await http.get(url.removesuffix("/v1") + "/metrics", timeout=UPSTREAM_SCRAPE_TIMEOUT_S)
+                response.raise_for_status()
+            except httpx.HTTPError:
+                return  # not every upstream exposes vLLM's metrics
+            hits, queries = metric_sum(response.text, VLLM_PREFIX_HITS), metric_sum(response.text, VLLM_PREFIX_QUERIES)
+            self.prefix_hits.labels(url).set(hits)
+            self.prefix_queries.labels(url).set(queries)
+            self.prefix_ratio.labels(url).set(hits / queries if queries else 0.0)
+
+        for replica in upstreams.replicas:
+            self.upstream_up.labels(replica.url).set(1 if replica.healthy else 0)
+        await asyncio.gather(*(scrape(r.url) for r in upstreams.replicas))
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of a Prometheus sample over its label sets (0 if absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                continue
+    return total
+
+
+ChatMetrics = Metrics
+
+
+def label_of(scope: Mapping[str, Any]) -> str:
+    """The route template of a request (``/v1/memories/{memory_id}``), not its path: bounded label values."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
