@@ -6,7 +6,7 @@ STAMP := $(VENV)/.memproxy-installed
 VLLM := deploy/local/vllm-cpu.sh
 PYTEST_ARGS ?=
 
-.PHONY: install vllm run test test-unit test-memory test-integration bench vllm-start vllm-stop clean
+.PHONY: install vllm run test test-unit test-memory test-integration test-deploy test-browser test-e2e openwebui browser-deps bench vllm-start vllm-stop clean
 
 ## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
 $(STAMP): pyproject.toml
@@ -23,6 +23,16 @@ CYPHER_CHECK := tests/cypher/node_modules/.package-lock.json
 $(CYPHER_CHECK): tests/cypher/package-lock.json
 	cd tests/cypher && npm ci --no-audit --no-fund --loglevel=error
 
+## deploy-check: the Compose specification's JSON schema (npm), for tests/deploy
+DEPLOY_CHECK := tests/deploy/node_modules/.package-lock.json
+$(DEPLOY_CHECK): tests/deploy/package-lock.json
+	cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error
+
+## browser-deps: Debian's Chromium for the memory browser's Playwright tests (never `playwright install`; idempotent)
+SUDO := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo))
+browser-deps:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+
 ## vllm: vLLM's CPU build in its own venv + SmolLM2 converted to a HF folder, in the cache dir (idempotent)
 vllm:
 	@$(VLLM) model >/dev/null
@@ -31,8 +41,8 @@ vllm:
 run: install
 	@deploy/local/run.sh
 
-## test: unit tier, then the integration tier against the real vLLM CPU server
-test: install vllm $(CYPHER_CHECK)
+## test: every tier: unit, memory, browser (headless Chromium), then the integration tier against the real vLLM CPU server
+test: install vllm $(CYPHER_CHECK) $(DEPLOY_CHECK) browser-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -41,8 +51,22 @@ test-unit: install
 test-memory: install $(CYPHER_CHECK)
 	$(VENV)/bin/python -m pytest tests/memory tests/cypher $(PYTEST_ARGS)
 
+test-deploy: install $(DEPLOY_CHECK)
+	$(VENV)/bin/python -m pytest tests/deploy $(PYTEST_ARGS)
+
 test-integration: install vllm
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-browser: install browser-deps
+	$(VENV)/bin/python -m pytest tests/browser $(PYTEST_ARGS)
+
+## openwebui: Open WebUI in its own venv on the CPU torch, in the cache dir (idempotent; large the first time)
+openwebui:
+	@deploy/local/openwebui.sh install
+
+## test-e2e: the acceptance tier (slow): Open WebUI + headless Chromium -> the proxy -> the real vLLM CPU server
+test-e2e: install vllm browser-deps openwebui
+	MEMPROXY_E2E_REQUIRED=1 HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 ## bench: proxy overhead against the fast local stub upstream
 bench: install
@@ -55,4 +79,4 @@ vllm-stop:
 	@$(VLLM) stop
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache tests/cypher/node_modules
+	rm -rf $(VENV) *.egg-info .pytest_cache tests/cypher/node_modules tests/deploy/node_modules

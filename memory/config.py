@@ -73,6 +73,9 @@ class MemoryConfig(BaseModel):
     dedupe_threshold: float = Field(0.95, gt=0.0, le=1.0)
     recall_preset: str = "balanced"
     index_save_interval_s: float = Field(30.0, gt=0)
+    index_follow_interval_s: float = Field(
+        1.0, gt=0, description="How often the indexes catch up with changes made by other processes."
+    )
     scheduler: SchedulerConfig = SchedulerConfig()
 
     @model_validator(mode="after")

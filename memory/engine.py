@@ -71,6 +71,7 @@ class MemoryEngine:
             options=PipelineOptions(dedupe_threshold=config.dedupe_threshold),
         )
         self._saver: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self.scheduler = MemoryScheduler(store, config.scheduler, follow=self.indexes.follow)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -89,14 +90,16 @@ class MemoryEngine:
         await self.indexes.start()
         self.pipeline.start()
         self._saver = asyncio.create_task(self._save_periodically(), name="memory-index-saver")
+        self._follower = asyncio.create_task(self._follow_periodically(), name="memory-index-follower")
         self.scheduler.start()
 
     async def close(self) -> None:
         await self.scheduler.stop()
         await self.pipeline.stop()
-        if self._saver is not None:
-            self._saver.cancel()
-            await asyncio.gather(self._saver, return_exceptions=True)
+        for task in (self._saver, self._follower):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.vectors.save()
         await self.queue.close()
         await self.embedder.close()
@@ -116,6 +119,16 @@ class MemoryEngine:
                 await self.vectors.save()
             except Exception:
                 logger.exception("saving the vector index failed; it will be rebuilt from the store if needed")
+
+    async def _follow_periodically(self) -> None:
+        """Writes made elsewhere (another proxy replica on the same Neo4j, the scheduler, an import) reach this
+        process's indexes within one interval; this process's own writes are followed as they commit."""
+        while True:
+            await asyncio.sleep(self.config.index_follow_interval_s)
+            try:
+                await self.indexes.follow()
+            except Exception:
+                logger.warning("following the store's change log failed; retrying", exc_info=True)
 
     def scope(self, user_id: str, tenant: str | None = None) -> Scope:
         return Scope(tenant or self.config.tenant, user_id)

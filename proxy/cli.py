@@ -4,7 +4,6 @@ memory API of a running proxy."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from proxy import __version__
@@ -60,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     prefix_cache = benches.add_parser("prefix-cache", help="vLLM prefix-cache hits per turn: memproxy vs naive layout")
     add_prefix_cache_arguments(prefix_cache)
+    from proxy.bench.adapters import add_arguments as add_adapters_bench_arguments
+
+    adapters_bench = benches.add_parser("adapters", help="per-user LoRA: perplexity, training time, load, routing")
+    add_adapters_bench_arguments(adapters_bench)
+    from adapters.cli import add_arguments as add_adapters_arguments
+    from proxy.adapter_gateway import adapters_cli_config
+
+    add_adapters_arguments(commands, adapters_cli_config)
     from proxy.memories.cli import add_arguments as add_memories_arguments
 
     add_memories_arguments(commands)
@@ -70,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from proxy.app import create_app
+    from proxy.observability import configure_logging
 
     overrides = {
         key: value
@@ -83,16 +91,14 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = Settings(**overrides)
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # httpx logs every upstream request at INFO: noise on the hot path.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (text or JSON, with the request id)
         access_log=args.access_log,
         timeout_graceful_shutdown=5,
     )

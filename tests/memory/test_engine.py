@@ -153,3 +153,24 @@ async def test_forget_user_also_drops_queued_writes(engine: MemoryEngine) -> Non
     await engine.flush()
     assert await engine.recall("where is the spare key", user_id="dave") == []
     assert await engine.store.count_memories(engine.scope("dave")) == 0
+
+
+async def test_writes_made_by_another_process_reach_recall_within_the_follow_interval(tmp_path: Path) -> None:
+    """Another proxy replica on the same store writes straight to it: this engine's indexes catch up by themselves."""
+    import asyncio
+
+    from memory.models import Memory, Scope
+
+    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem", index_follow_interval_s=0.1))
+    try:
+        scope = Scope("default", "alice")
+        vector = (await engine.embedder.embed(["My canoe is painted orange"]))[0]
+        await engine.store.upsert_memory(Memory(scope, "My canoe is painted orange"), vector)  # no follow() here
+        for _ in range(50):
+            if await engine.recall("canoe colour", user_id="alice"):
+                break
+            await asyncio.sleep(0.05)
+        hits = await engine.recall("canoe colour", user_id="alice")
+        assert [h.memory.text for h in hits] == ["My canoe is painted orange"]
+    finally:
+        await engine.close()
