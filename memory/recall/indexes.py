@@ -8,7 +8,7 @@ import logging
 from collections import defaultdict
 
 from memory.graph.base import GraphStore
-from memory.models import Change, ChangeOp, Scope, now
+from memory.models import Change, ChangeOp, Memory, Scope, now
 from memory.recall.lexical import LexicalIndex
 from memory.vectors.base import VectorIndex
 from memory.vectors.sync import apply_changes
@@ -33,7 +33,7 @@ class DerivedIndexes:
                 cursor = None
                 while True:
                     page = await self._store.list_memories(scope, limit=LIST_PAGE, cursor=cursor)
-                    self._lexical.add_many(scope, ((m.id, m.text) for m in page.items if m.active))
+                    self._lexical.add_many(scope, (_lexical_item(m) for m in page.items if m.active))
                     if page.next_cursor is None:
                         break
                     cursor = page.next_cursor
@@ -62,7 +62,7 @@ class DerivedIndexes:
             upserted = [memory_id for memory_id, op in ops.items() if op is ChangeOp.UPSERT]
             memories = await self._store.get_memories(scope, upserted) if upserted else []
             active = [m for m in memories if m.superseded_by is None and (m.expires_at is None or m.expires_at > at)]
-            self._lexical.add_many(scope, ((m.id, m.text) for m in active))
+            self._lexical.add_many(scope, (_lexical_item(m) for m in active))
             gone = set(ops) - {m.id for m in active}
             if gone:
                 self._lexical.remove(scope, list(gone))
@@ -71,3 +71,8 @@ class DerivedIndexes:
         async with self._lock:
             await self._vectors.drop_scope(scope)
             self._lexical.drop_scope(scope)
+
+
+def _lexical_item(memory: Memory) -> tuple[str, str, float]:
+    """What the lexical index keeps of a memory: its text, and its time for recall's episode signal."""
+    return memory.id, memory.text, memory.event_time if memory.event_time is not None else memory.created_at

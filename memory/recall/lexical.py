@@ -4,6 +4,9 @@ Tokens: case-folded words with a light English suffix stripper and a stop-word l
 become overlapping character bigrams plus single non-hiragana characters, so Japanese and Chinese text, which has no
 spaces, still matches sensibly.
 
+Each document also keeps its memory's time (event time, else creation time), so recall can tell which candidates
+belong to one episode of conversation without a store round trip (:meth:`LexicalIndex.times`).
+
 Like the vector index, this is a derived index: rebuilt from the graph store at start and kept current from the
 store's change log. Partitions are per scope; a search can only ever see its own scope's documents.
 """
@@ -92,6 +95,7 @@ class _Partition:
         # numpy arrays with spare capacity (doubling), so a query never converts a Python list of 100k items.
         self._lengths = np.zeros(64, dtype=np.float32)
         self._alive = np.zeros(64, dtype=bool)
+        self._times = np.full(64, np.nan, dtype=np.float64)
         self.postings: dict[str, _Postings] = {}
         self.live_count = 0
         self.total_length = 0.0
@@ -104,21 +108,27 @@ class _Partition:
     def alive(self) -> np.ndarray:
         return self._alive[: len(self.ids)]
 
-    def add(self, memory_id: str, text: str) -> None:
-        self.add_counts(memory_id, Counter(tokenize(text)))
+    @property
+    def times(self) -> np.ndarray:
+        return self._times[: len(self.ids)]
 
-    def add_counts(self, memory_id: str, counts: Counter[str] | dict[str, float]) -> None:
+    def add(self, memory_id: str, text: str, at: float | None = None) -> None:
+        self.add_counts(memory_id, Counter(tokenize(text)), at)
+
+    def add_counts(self, memory_id: str, counts: Counter[str] | dict[str, float], at: float | None = None) -> None:
         if memory_id in self.slot:
             self.remove(memory_id)
         doc = len(self.ids)
         if doc == len(self._lengths):
             self._lengths = np.concatenate([self._lengths, np.zeros(doc, dtype=np.float32)])
             self._alive = np.concatenate([self._alive, np.zeros(doc, dtype=bool)])
+            self._times = np.concatenate([self._times, np.full(doc, np.nan, dtype=np.float64)])
         self.ids.append(memory_id)
         self.slot[memory_id] = doc
         length = float(sum(counts.values()))
         self._lengths[doc] = length
         self._alive[doc] = True
+        self._times[doc] = np.nan if at is None else at
         self.live_count += 1
         self.total_length += length
         for term, tf in counts.items():
@@ -143,22 +153,28 @@ class _Partition:
 
 
 class LexicalIndex:
-    """BM25 (k1, b) per scope. Not thread-safe: call from one thread (the event loop) or guard externally."""
+    """BM25 (k1, b) per scope. Not thread-safe: call from one thread (the event loop) or guard externally.
 
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75) -> None:
+    The defaults suit chat memories, which are short: a low ``b`` (0.3) normalises length only a little, so a turn
+    that says more is not pushed below a one-liner, and a low ``k1`` (0.9) saturates repeats quickly (measured on
+    LoCoMo, see ``memory/bench/recall_quality.py``)."""
+
+    def __init__(self, *, k1: float = 0.9, b: float = 0.3) -> None:
         self.k1 = k1
         self.b = b
         self._partitions: dict[Scope, _Partition] = {}
 
-    def add(self, scope: Scope, memory_id: str, text: str) -> None:
+    def add(self, scope: Scope, memory_id: str, text: str, at: float | None = None) -> None:
+        """Index (or re-index) one memory; ``at`` is its time (event time, else creation time), None if unknown."""
         partition = self._partitions.get(scope)
         if partition is None:
             partition = self._partitions[scope] = _Partition()
-        partition.add(memory_id, text)
+        partition.add(memory_id, text, at)
 
-    def add_many(self, scope: Scope, items: Iterable[tuple[str, str]]) -> None:
-        for memory_id, text in items:
-            self.add(scope, memory_id, text)
+    def add_many(self, scope: Scope, items: Iterable[tuple[str, str, float | None]]) -> None:
+        """(memory id, text, time) triples."""
+        for memory_id, text, at in items:
+            self.add(scope, memory_id, text, at)
 
     def remove(self, scope: Scope, memory_ids: Sequence[str]) -> None:
         partition = self._partitions.get(scope)
@@ -175,6 +191,15 @@ class LexicalIndex:
     def count(self, scope: Scope) -> int:
         partition = self._partitions.get(scope)
         return partition.live_count if partition else 0
+
+    def times(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
+        """The memories' times (UNIX seconds), NaN where unknown or not indexed."""
+        partition = self._partitions.get(scope)
+        if partition is None or not partition.ids or not memory_ids:
+            return np.full(len(memory_ids), np.nan, dtype=np.float64)
+        slot = partition.slot
+        docs = np.fromiter((slot.get(memory_id, -1) for memory_id in memory_ids), dtype=np.int64, count=len(memory_ids))
+        return np.where(docs >= 0, partition.times[docs], np.nan)  # -1 reads the last slot; masked out
 
     def search(self, scope: Scope, query: str, k: int) -> list[tuple[str, float]]:
         """Up to k (memory id, BM25 score > 0) of the scope, best first."""
@@ -215,6 +240,7 @@ class LexicalIndex:
         old = self._partitions[scope]
         per_doc: dict[int, dict[str, float]] = {}
         alive = old.alive
+        times = old.times
         for term, postings in old.postings.items():
             for doc, tf in zip(postings.docs, postings.tfs, strict=True):
                 if alive[doc]:
@@ -222,5 +248,6 @@ class LexicalIndex:
         fresh = _Partition()
         for doc, memory_id in enumerate(old.ids):
             if alive[doc]:
-                fresh.add_counts(memory_id, per_doc.get(doc, {}))
+                at = float(times[doc])
+                fresh.add_counts(memory_id, per_doc.get(doc, {}), None if math.isnan(at) else at)
         self._partitions[scope] = fresh

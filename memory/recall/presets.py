@@ -13,6 +13,8 @@ class Weights:
     dense: float = 1.0
     lexical: float = 1.0
     graph: float = 0.3
+    episode: float = 1.0
+    """The best first-stage score among the candidates of the same episode (see ``RecallPreset.episode_gap_s``)."""
     recency: float = 0.05
     importance: float = 0.05
     use: float = 0.02
@@ -32,6 +34,9 @@ class RecallPreset:
     graph_types: tuple[str, ...] | None = ("RELATED_TO", "LEADS_TO")
     """Edge types followed. Shared entities ("MENTIONS") are left out by default: one entity mentioned by most of a
     user's memories (their own name) would pull all of them in. None = every type, shared entities included."""
+    episode_gap_s: float = 3600.0
+    """Candidates whose times chain together with gaps up to this (seconds) count as one episode — one sitting of
+    conversation — and share its best score through ``Weights.episode`` (0 = no episode signal)."""
     rescore_k: int = 40
     """How many first-stage candidates are fetched from the store for the final score."""
     weights: Weights = field(default_factory=Weights)

@@ -1,4 +1,4 @@
-"""Pure functions over candidate lists: fusion, time and importance signals, MMR, token budget.
+"""Pure functions over candidate lists: fusion, episodes, time and importance signals, MMR, token budget.
 No I/O, no database: each is testable on plain lists."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from memory.recall.presets import Weights
 
@@ -18,6 +20,7 @@ class Candidate:
     dense: float = 0.0
     lexical: float = 0.0
     graph: float = 0.0
+    episode: float = 0.0
     recency: float = 0.0
     importance: float = 0.0
     use: float = 0.0
@@ -55,7 +58,31 @@ def merge_candidates(
 
 
 def first_stage_score(candidate: Candidate, weights: Weights) -> float:
-    return weights.dense * candidate.dense + weights.lexical * candidate.lexical + weights.graph * candidate.graph
+    return (
+        weights.dense * candidate.dense
+        + weights.lexical * candidate.lexical
+        + weights.graph * candidate.graph
+        + weights.episode * candidate.episode
+    )
+
+
+def episode_best(scores: Sequence[float], times: Sequence[float], gap_s: float) -> np.ndarray:
+    """For each candidate, the best score among the candidates of its episode, scaled by the best score overall (0..1).
+
+    An episode is read off the candidates' times: sorted by time, candidates no more than ``gap_s`` apart chain into
+    one (the turns of one conversation). A candidate without a time (NaN) is an episode of its own. A memory of an
+    episode that matches the query well is more likely to matter than an equally scored stray one elsewhere."""
+    values = np.asarray(scores, dtype=np.float64)
+    at = np.asarray(times, dtype=np.float64)
+    best = values.copy()
+    timed = np.flatnonzero(~np.isnan(at))
+    if len(timed) > 1:
+        order = timed[np.argsort(at[timed], kind="stable")]
+        starts = np.flatnonzero(np.r_[True, np.diff(at[order]) > gap_s])
+        sizes = np.diff(np.r_[starts, len(order)])
+        best[order] = np.repeat(np.maximum.reduceat(values[order], starts), sizes)
+    top = best.max(initial=0.0)
+    return np.clip(best / top, 0.0, 1.0) if top > 0 else np.zeros_like(best)
 
 
 def final_score(candidate: Candidate, weights: Weights) -> float:

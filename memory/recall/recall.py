@@ -1,5 +1,6 @@
-"""Hybrid recall: dense (FAISS) + lexical (BM25) + graph expansion, then recency / importance / use, MMR and a
-token budget. Returns memories with their scores and provenance."""
+"""Hybrid recall: dense (FAISS) + lexical (BM25) + graph expansion + episode (a candidate shares the best score of
+its conversation's candidates), then recency / importance / use, MMR and a token budget. Returns memories with their
+scores and provenance."""
 
 from __future__ import annotations
 
@@ -55,19 +56,9 @@ class Recaller:
             candidate.score = rankers.first_stage_score(candidate, preset.weights)
 
         if preset.graph_seeds > 0 and candidates:
-            seeds = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.graph_seeds]
-            reached = await self._store.neighbours(
-                scope, [c.memory_id for c in seeds], max_hops=preset.graph_hops, types=preset.graph_types
-            )
-            seed_score = {c.memory_id: c.score for c in seeds}
-            best_seed = max(seed_score.values(), default=0.0) or 1.0
-            for memory_id, strength in reached.items():
-                candidate = candidates.get(memory_id)
-                if candidate is None:
-                    candidate = candidates[memory_id] = rankers.Candidate(memory_id)
-                # A neighbour inherits relevance from the seeds, scaled by the edge strength.
-                candidate.graph = max(candidate.graph, min(1.0, strength) * min(1.0, best_seed))
-                candidate.score = rankers.first_stage_score(candidate, preset.weights)
+            await self._expand_graph(scope, candidates, preset)
+        if preset.weights.episode > 0 and preset.episode_gap_s > 0 and candidates:
+            self._add_episodes(scope, candidates, preset)
 
         shortlist = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.rescore_k]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
@@ -105,6 +96,7 @@ class Recaller:
                     "dense": c.dense,
                     "lexical": c.lexical,
                     "graph": c.graph,
+                    "episode": c.episode,
                     "recency": c.recency,
                     "importance": c.importance,
                     "use": c.use,
@@ -112,3 +104,27 @@ class Recaller:
             )
             for c in chosen
         ]
+
+    async def _expand_graph(self, scope: Scope, candidates: dict[str, rankers.Candidate], preset: RecallPreset) -> None:
+        seeds = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.graph_seeds]
+        reached = await self._store.neighbours(
+            scope, [c.memory_id for c in seeds], max_hops=preset.graph_hops, types=preset.graph_types
+        )
+        best_seed = max((c.score for c in seeds), default=0.0) or 1.0
+        for memory_id, strength in reached.items():
+            candidate = candidates.get(memory_id)
+            if candidate is None:
+                candidate = candidates[memory_id] = rankers.Candidate(memory_id)
+            # A neighbour inherits relevance from the seeds, scaled by the edge strength.
+            candidate.graph = max(candidate.graph, min(1.0, strength) * min(1.0, best_seed))
+            candidate.score = rankers.first_stage_score(candidate, preset.weights)
+
+    def _add_episodes(self, scope: Scope, candidates: dict[str, rankers.Candidate], preset: RecallPreset) -> None:
+        """Each candidate's episode signal from the candidates' times (kept by the lexical index: no store read)."""
+        ordered = list(candidates.values())
+        times = self._lexical.times(scope, [c.memory_id for c in ordered])
+        best = rankers.episode_best([c.score for c in ordered], times, preset.episode_gap_s)
+        weight = preset.weights.episode
+        for candidate, value in zip(ordered, best.tolist(), strict=True):
+            candidate.episode = value
+            candidate.score += weight * value  # the score held no episode part yet
