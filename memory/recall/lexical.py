@@ -14,10 +14,11 @@ store's change log. Partitions are per scope; a search can only ever see its own
 from __future__ import annotations
 
 import math
+import sys
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -76,16 +77,22 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-@dataclass(slots=True)
 class _Postings:
-    docs: list[int] = field(default_factory=list)
-    tfs: list[float] = field(default_factory=list)
-    arrays: tuple[np.ndarray, np.ndarray] | None = None
+    """One term's postings in compact typed arrays (4 + 4 bytes a posting; Python lists of int and float objects
+    cost about 70). Searches read them through zero-copy numpy views that live only for the search."""
 
-    def frozen(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.arrays is None or len(self.arrays[0]) != len(self.docs):
-            self.arrays = (np.asarray(self.docs, dtype=np.int32), np.asarray(self.tfs, dtype=np.float32))
-        return self.arrays
+    __slots__ = ("docs", "tfs")
+
+    def __init__(self) -> None:
+        self.docs = array("i")
+        self.tfs = array("f")
+
+    def append(self, doc: int, tf: float) -> None:
+        self.docs.append(doc)
+        self.tfs.append(tf)
+
+    def views(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.frombuffer(self.docs, dtype=np.int32), np.frombuffer(self.tfs, dtype=np.float32)
 
 
 class _Partition:
@@ -134,9 +141,9 @@ class _Partition:
         for term, tf in counts.items():
             postings = self.postings.get(term)
             if postings is None:
-                postings = self.postings[term] = _Postings()
-            postings.docs.append(doc)
-            postings.tfs.append(float(tf))
+                # One string object per distinct term across all partitions, not one per partition.
+                postings = self.postings[sys.intern(term)] = _Postings()
+            postings.append(doc, float(tf))
 
     def remove(self, memory_id: str) -> None:
         doc = self.slot.pop(memory_id, None)
@@ -218,7 +225,7 @@ class LexicalIndex:
             postings = partition.postings.get(term)
             if postings is None:
                 continue
-            docs, tfs = postings.frozen()
+            docs, tfs = postings.views()
             df = len(docs)
             idf = math.log(1.0 + (partition.live_count - df + 0.5) / (df + 0.5))
             if idf <= 0:
