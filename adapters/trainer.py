@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,10 @@ def train_lora(
         target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM",
         layers_to_transform=_top_layers(model, config.layers),
     )
-    model = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers 5's deprecated alias; harmless, and not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(model, lora)
     rows = [encode(tokenizer, pair, config.max_tokens) for pair in data.train]
     order = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(rows) / config.batch_size)
@@ -210,7 +214,9 @@ def train_lora(
     adapter_ppl = perplexity(model, tokenizer, data.held_out, config.max_tokens)
     adapter_general = perplexity(model, tokenizer, data.neutral, config.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.save_pretrained(out_dir, safe_serialization=True)
     return TrainingReport(
         base_ppl=base_ppl, adapter_ppl=adapter_ppl, base_general_ppl=base_general,
         adapter_general_ppl=adapter_general, train_examples=len(data.train), held_out_examples=len(data.held_out),
