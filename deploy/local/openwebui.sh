@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Open WebUI in front of the proxy, for the acceptance tier (make test-e2e) and for trying memproxy by hand.
 #
-#   deploy/local/openwebui.sh install   # venv for open-webui on the CPU torch (idempotent; large, minutes the first time)
+#   deploy/local/openwebui.sh install   # venv for open-webui on the CPU torch (idempotent; minutes the first time)
+#   deploy/local/openwebui.sh installed # exit 0 when that venv is complete (installs nothing)
 #   deploy/local/openwebui.sh start     # install + start on 127.0.0.1, fresh DATA_DIR, wait for /health, record the PID
 #   deploy/local/openwebui.sh stop      # stop the recorded PID's process group (never by name)
 #   deploy/local/openwebui.sh status    # running or not
 #
 # start reads: MEMPROXY_OPENWEBUI_PROXY_URL (the proxy's base URL, default http://127.0.0.1:8080),
 # MEMPROXY_OPENWEBUI_API_KEY (a trusted key of the proxy, so it may forward Open WebUI's user id),
-# MEMPROXY_OPENWEBUI_PORT (default 3000) and MEMPROXY_OPENWEBUI_DATA_DIR (default: a fresh folder per start).
-# The venv, PID file and log live in the cache dir (MEMPROXY_CACHE_DIR, default ~/.cache/memproxy).
+# MEMPROXY_OPENWEBUI_PORT (default 3000), MEMPROXY_OPENWEBUI_DATA_DIR (default: a fresh folder per start) and
+# MEMPROXY_OPENWEBUI_LOG_FILE. The venv, PID file, data and log live in the cache dir (MEMPROXY_CACHE_DIR, default
+# ~/.cache/memproxy) unless told otherwise.
 set -euo pipefail
 
 CACHE_DIR="${MEMPROXY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memproxy}"
@@ -18,7 +20,7 @@ RUN_DIR="$CACHE_DIR/run"
 PORT="${MEMPROXY_OPENWEBUI_PORT:-3000}"
 HOST=127.0.0.1
 PID_FILE="$RUN_DIR/openwebui-$PORT.pid"
-LOG_FILE="$RUN_DIR/openwebui-$PORT.log"
+LOG_FILE="${MEMPROXY_OPENWEBUI_LOG_FILE:-$RUN_DIR/openwebui-$PORT.log}"
 PROXY_URL="${MEMPROXY_OPENWEBUI_PROXY_URL:-http://127.0.0.1:8080}"
 API_KEY="${MEMPROXY_OPENWEBUI_API_KEY:-}"
 START_TIMEOUT_S="${MEMPROXY_OPENWEBUI_START_TIMEOUT_S:-300}"
@@ -29,9 +31,17 @@ TORCH_VERSION=2.13.0
 
 log() { printf "[openwebui] %s\n" "$*" >&2 || true; }
 
+stamp_file() {
+    echo "$VENV/.memproxy-installed-$(echo "$OPENWEBUI_VERSION $TORCH_VERSION" | sha256sum | cut -c1-12)"
+}
+
+installed() {
+    [[ -f "$(stamp_file)" ]]
+}
+
 install() {
     local stamp
-    stamp="$VENV/.memproxy-installed-$(echo "$OPENWEBUI_VERSION $TORCH_VERSION" | sha256sum | cut -c1-12)"
+    stamp="$(stamp_file)"
     if [[ -f "$stamp" ]]; then
         return 0
     fi
@@ -80,7 +90,7 @@ start() {
         return 2
     fi
     install
-    mkdir -p "$RUN_DIR"
+    mkdir -p "$RUN_DIR" "$(dirname "$LOG_FILE")"
     local data_dir="${MEMPROXY_OPENWEBUI_DATA_DIR:-}"
     if [[ -z "$data_dir" ]]; then
         data_dir="$RUN_DIR/openwebui-$PORT-data"
@@ -108,7 +118,8 @@ start() {
         RAG_OPENAI_API_KEY="$API_KEY" \
         BYPASS_MODEL_ACCESS_CONTROL=True \
         WEBUI_AUTH=True \
-        WEBUI_SECRET_KEY="${MEMPROXY_OPENWEBUI_SECRET_KEY:-memproxy-local-openwebui-secret}" \
+        WEBUI_SECRET_KEY="${MEMPROXY_OPENWEBUI_SECRET_KEY:-memproxy-local-open-webui-session-secret}" \
+        CORS_ALLOW_ORIGIN="http://$HOST:$PORT;http://localhost:$PORT" \
         ENABLE_COMMUNITY_SHARING=False \
         SCARF_NO_ANALYTICS=true \
         DO_NOT_TRACK=true \
@@ -169,11 +180,12 @@ status() {
 
 case "${1:-}" in
     install) install ;;
+    installed) installed ;;
     start) start ;;
     stop) stop ;;
     status) status ;;
     *)
-        sed -n '2,12p' "$0" >&2
+        sed -n '2,14p' "$0" >&2
         exit 2
         ;;
 esac
