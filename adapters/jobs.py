@@ -8,6 +8,11 @@ stray temp folder and a ``training`` row, which :meth:`AdapterJobs.recover` mark
     jobs = AdapterJobs(config, registry, store)
     job = jobs.start(Scope("acme", "alice"))     # an asyncio task; training runs in a worker thread
     jobs.status(job.id)                          # state, step / total, ETA, the version, the error
+
+Stopping (when the user is erased): :meth:`AdapterJobs.stopped` refuses new jobs of the user, cancels a queued one
+and asks a running one to stop. The worker thread cannot be killed, so the progress callback raises
+:class:`TrainingCancelled` at the next training step (and a run past its last step publishes nothing); the
+block is entered once every job of the user has ended.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from adapters.config import AdaptersConfig
+from adapters.config import AdaptersConfig, TrainingConfig
 from adapters.dataset import build_training_set, load_memories
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.trainer import Progress, train_lora
@@ -36,18 +44,32 @@ class NothingToTrain(Exception):
     """The user has no memories an adapter could teach."""
 
 
+class TrainingInProgress(Exception):
+    """The user already has a queued or running job (or is being erased): one job per user at a time."""
+
+
+class TrainingCancelled(Exception):
+    """The job was stopped (its user is being erased); nothing was published."""
+
+
 @dataclass(slots=True)
 class TrainingJob:
     id: str
     scope: Scope
     state: str = "queued"
-    """queued → running → ready / failed (published or not) / error (an exception)."""
+    """queued → running → ready / failed (published or not) / error (an exception) / cancelled."""
     step: int = 0
     total: int = 0
     started_at: float = field(default_factory=time.time)
     version: AdapterVersion | None = None
     error: str | None = None
     task: asyncio.Task[AdapterVersion] | None = field(default=None, repr=False)
+    cancel_requested: bool = False
+    """Read by the training thread at each step (a plain bool: written once, from the event loop)."""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running") and (self.task is None or not self.task.done())
 
     @property
     def eta_s(self) -> float | None:
@@ -65,11 +87,12 @@ class TrainingJob:
 
 async def train_and_publish(
     config: AdaptersConfig, registry: AdapterRegistry, store: GraphStore, scope: Scope,
-    progress: Progress | None = None,
+    progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> AdapterVersion:
     """One training run for ``scope``. Returns the version row: ``ready`` if published, ``failed`` if validation
     kept it back (the reason and metrics are on the row). Raises :class:`NothingToTrain`; any other error marks the
-    row failed and is re-raised."""
+    row failed and is re-raised. ``should_stop`` is asked once training returns: true raises
+    :class:`TrainingCancelled` and publishes nothing."""
     memories = await load_memories(store, scope)
     data = build_training_set(memories, max_examples=config.training.max_examples)
     if not data.train:
@@ -81,12 +104,18 @@ async def train_and_publish(
             train_lora, config.base_model_path, data, temp, config.training, progress
         )
         metrics = {**report.metrics(), "facts": len(data.facts), "data_fingerprint": data.fingerprint}
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(f"training of {version.versioned_name} was stopped")
         passed, reason = report.passes(config.training)
         if not passed:
             logger.warning("adapter %s v%d not published: %s", version.name, version.version, reason)
             return await registry.fail(version, reason, metrics)
         await asyncio.to_thread(_move_into_place, temp, version.path)
-        published = await registry.publish(version, metrics)
+        try:
+            published = await registry.publish(version, metrics)
+        except LookupError:  # the row went meanwhile (the user was erased from another process): drop the folder
+            await asyncio.to_thread(shutil.rmtree, version.path, True)
+            raise
         logger.info("adapter %s v%d published (ppl -%.0f%%)", version.name, version.version, 100 * report.ppl_reduction)
         return published
     except BaseException as exc:
@@ -116,12 +145,44 @@ class AdapterJobs:
         self.store = store
         self._jobs: dict[str, TrainingJob] = {}
         self._one_at_a_time = asyncio.Lock()
+        self._stopped: Counter[Scope] = Counter()
 
-    def start(self, scope: Scope) -> TrainingJob:
+    def start(self, scope: Scope, training: TrainingConfig | None = None) -> TrainingJob:
+        """Queue a job (``training`` overrides the configured training settings). Raises
+        :class:`TrainingInProgress` while the user has a queued or running job, or is being erased."""
+        if self._stopped[scope] or self.active(scope) is not None:
+            raise TrainingInProgress(f"{scope.tenant}/{scope.user} already has a training job")
         job = TrainingJob(uuid.uuid4().hex, scope)
-        job.task = asyncio.create_task(self._run(job), name=f"adapter-train-{job.id[:8]}")
+        config = self.config if training is None else replace(self.config, training=training)
+        job.task = asyncio.create_task(self._run(job, config), name=f"adapter-train-{job.id[:8]}")
+        job.task.add_done_callback(_retrieve)
         self._jobs[job.id] = job
         return job
+
+    def active(self, scope: Scope) -> TrainingJob | None:
+        return next((job for job in self._jobs.values() if job.scope == scope and job.active), None)
+
+    @asynccontextmanager
+    async def stopped(self, scope: Scope) -> AsyncIterator[int]:
+        """No job of ``scope`` runs inside this block: new ones are refused, a queued one is cancelled, a running
+        one stops at its next training step (waited for). Yields how many were stopped."""
+        self._stopped[scope] += 1
+        try:
+            pending = [job for job in self._jobs.values() if job.scope == scope and job.task and not job.task.done()]
+            for job in pending:
+                job.cancel_requested = True
+                if job.state == "queued":
+                    job.task.cancel()  # type: ignore[union-attr]  (pending holds jobs with a task)
+            if pending:
+                await asyncio.wait([job.task for job in pending if job.task is not None])
+            for job in pending:
+                if job.state == "queued":  # cancelled before its coroutine ever ran
+                    job.state, job.error = "cancelled", "cancelled before it started"
+            yield len(pending)
+        finally:
+            self._stopped[scope] -= 1
+            if not self._stopped[scope]:
+                del self._stopped[scope]
 
     def status(self, job_id: str) -> TrainingJob | None:
         return self._jobs.get(job_id)
@@ -142,24 +203,44 @@ class AdapterJobs:
             shutil.rmtree(temp, ignore_errors=True)
         return stale
 
-    async def _run(self, job: TrainingJob) -> AdapterVersion:
+    async def _run(self, job: TrainingJob, config: AdaptersConfig) -> AdapterVersion:
         loop = asyncio.get_running_loop()
 
-        def progress(step: int, total: int) -> None:
+        def progress(step: int, total: int) -> None:  # in the training thread
+            if job.cancel_requested:
+                raise TrainingCancelled("stopped")
             loop.call_soon_threadsafe(_set_progress, job, step, total)
 
-        async with self._one_at_a_time:
+        try:
+            await self._one_at_a_time.acquire()
+        except asyncio.CancelledError:
+            job.state, job.error = "cancelled", "cancelled before it started"
+            raise
+        try:
             job.state, job.started_at = "running", time.time()
-            try:
-                version = await train_and_publish(self.config, self.registry, self.store, job.scope, progress)
-            except Exception as exc:
-                job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
-                raise
+            version = await train_and_publish(
+                config, self.registry, self.store, job.scope, progress, lambda: job.cancel_requested
+            )
+        except (TrainingCancelled, asyncio.CancelledError):
+            job.state, job.error = "cancelled", "cancelled: the user's data was erased"
+            raise
+        except Exception as exc:
+            job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        else:
             job.version = version
             job.state = "ready" if version.status == AdapterStatus.READY else "failed"
             job.error = version.reason or None
             return version
+        finally:
+            self._one_at_a_time.release()
 
 
 def _set_progress(job: TrainingJob, step: int, total: int) -> None:
     job.step, job.total = step, total
+
+
+def _retrieve(task: asyncio.Task[AdapterVersion]) -> None:
+    """The outcome is on the job; reading the exception keeps asyncio from logging it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

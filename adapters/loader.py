@@ -72,6 +72,10 @@ class AdapterLoader(Protocol):
     def forget(self, name: str) -> None:
         """The server lost ``name`` (restart): the next :meth:`ensure_loaded` loads it again."""
 
+    async def unload(self, name: str) -> None:
+        """Make the server drop ``name`` (the user was erased); not loaded there is fine. Raises
+        :class:`AdapterLoadError`."""
+
 
 class VllmAdapterLoader:
     """Loads through vLLM's runtime LoRA API; at most ``max_loaded`` adapters at once (LRU)."""
@@ -194,6 +198,11 @@ class ResolverAdapterLoader:
         return None
 
     def forget(self, name: str) -> None:
+        return None
+
+    async def unload(self, name: str) -> None:
+        """Nothing to call: vLLM's resolver keeps what it loaded until its LRU evicts it or vLLM restarts (the
+        folder is gone by then, so it cannot be loaded again)."""
         return None
 
 

@@ -229,6 +229,11 @@ class AdapterRegistry:
         )
         return [_version(row) for row in rows]
 
+    async def folders(self) -> dict[str, AdapterStatus]:
+        """Every version's folder name (``<name>-v<version>``) and status: a version folder not here is an orphan."""
+        rows = await self._run("SELECT name, version, status FROM adapters")
+        return {f"{name}-v{version}": AdapterStatus(status) for name, version, status in rows}
+
     async def _require(self, scope: Scope, version: int) -> AdapterVersion:
         found = await self.get(scope, version)
         if found is None:

@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from proxy import __version__
-from proxy.adapter_gateway import build_adapter_router
+from proxy.adapter_gateway import adapters_config, build_adapter_router
+from proxy.adapters_api.api_router import router as adapters_router
+from proxy.adapters_api.serving import AdaptersService
 from proxy.auth import KeyRecord, KeyRing, read_keys_file
 from proxy.chat.api_router import router as chat_router
 from proxy.chat.serving import ChatCompletionsService
@@ -80,6 +82,7 @@ def create_app(
         keys.warn_if_open()
         logger.info("memproxy %s forwarding to %s", __version__, ", ".join(settings.upstream_list))
         upstreams.start()
+        await app.state.adapters_service.start()
         owned_engine = None
         if memory is None and settings.memory_enabled:
             try:
@@ -122,9 +125,11 @@ def create_app(
         adapters=adapter_router,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.state.memories_service = MemoriesService(gateway, rules)
+    app.state.adapters_service = AdaptersService(adapters_config(settings), gateway, rules, adapter_router)
+    app.state.memories_service = MemoriesService(gateway, rules, app.state.adapters_service)
     app.include_router(chat_router)
     app.include_router(memories_router)
+    app.include_router(adapters_router)
     app.include_router(misc_router)
     app.include_router(ui_router)
     _install_error_handlers(app)

@@ -116,6 +116,9 @@ class DeletedUser(BaseModel):
     object: Literal["memory.user_deleted"] = "memory.user_deleted"
     user: str
     deleted: int = Field(description="Memories removed (queued writes, entities, edges and indexes go too).")
+    adapters_deleted: int = Field(
+        0, description="Versions of the user's LoRA adapter removed (files, registry, the model server's copy)."
+    )
 
 
 class GraphNode(BaseModel):

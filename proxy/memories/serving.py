@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from memory.engine import MemoryEngine
 from memory.graph.base import CORE_SINCE, UNCHANGED, FieldUpdate, NotFound, core_since
@@ -47,10 +47,18 @@ FILTERED_SCAN_PAGES = 20
 ``next_cursor`` goes on from where the scan stopped)."""
 
 
+class UserAdapters(Protocol):
+    """What else a user has that a delete-all must erase: their LoRA adapters (``proxy.adapters_api``)."""
+
+    async def erase_user(self, scope: Scope) -> int:
+        """Returns the adapter versions removed."""
+
+
 class MemoriesService:
-    def __init__(self, gateway: MemoryGateway, rules: IdentityRules) -> None:
+    def __init__(self, gateway: MemoryGateway, rules: IdentityRules, adapters: UserAdapters | None = None) -> None:
         self._gateway = gateway
         self._rules = rules
+        self._adapters = adapters
 
     def scope(
         self,
@@ -228,7 +236,10 @@ class MemoriesService:
                 "Deleting all of a user's memories needs ?confirm=true.", param="confirm", code="confirmation_required"
             )
         removed = await self.engine.forget_user(scope.user, tenant=scope.tenant)
-        return DeletedUser(user=scope.user, deleted=removed)
+        # After the memories: a training job started meanwhile is stopped by the erasure (and finds nothing to
+        # learn from); a failed erasure answers an error, and a retry of the whole delete is harmless.
+        adapters = await self._adapters.erase_user(scope) if self._adapters is not None else 0
+        return DeletedUser(user=scope.user, deleted=removed, adapters_deleted=adapters)
 
     async def import_(self, scope: Scope, request: ImportRequest) -> ImportResult:
         data: dict[str, Any] = {
