@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,16 @@ class AdapterStatus(StrEnum):
 def lora_name(scope: Scope) -> str:
     """The user's adapter name in vLLM: stable across versions, opaque (no user id leaks into vLLM's logs)."""
     return "mp-" + hashlib.sha256(scope.key.encode()).hexdigest()[:20]
+
+
+_ADAPTER_MODEL = re.compile(r"mp-([0-9a-f]{20})(?:-v[0-9]+)?")
+
+
+def is_foreign_adapter(model: str, scope: Scope) -> bool:
+    """``model`` names an adapter (runtime name or resolver folder name) that is not ``scope``'s own. Such a request
+    must never reach vLLM: the adapter was trained on another user's memories."""
+    match = _ADAPTER_MODEL.fullmatch(model.strip())
+    return match is not None and "mp-" + match.group(1) != lora_name(scope)
 
 
 @dataclass(frozen=True, slots=True)

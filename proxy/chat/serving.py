@@ -17,12 +17,14 @@ import httpx
 from pydantic import ValidationError
 
 from adapters.routing import AdapterRouter, RoutedModel
+from adapters.registry import is_foreign_adapter
 from proxy.auth import KeyRecord
 from proxy.chat.memory_controls import read_controls
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
     InvalidRequestError,
+    NotFoundError,
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
@@ -108,6 +110,11 @@ class ChatCompletionsService:
         self._metrics.phase("identity", time.perf_counter() - started)
         if not request.model:
             payload["model"] = self._default_model
+        if isinstance(payload["model"], str) and is_foreign_adapter(payload["model"], identity.scope):
+            # Another user's adapter (its name is derivable): answered like any model that does not exist.
+            raise NotFoundError(
+                f"The model '{payload['model']}' does not exist.", param="model", code="model_not_found"
+            )
         routed = await self._adapters.model_for(identity.scope, payload["model"]) if self._adapters else None
         if routed is not None:
             payload["model"] = routed.model

@@ -289,3 +289,19 @@ async def test_slow_recall_is_abandoned_within_the_budget(proxy, upstream, engin
     response = await chat(client, "acme-svc", "hello", user="alice")
     assert loop.time() - started < 0.8
     assert response.headers["x-memproxy-degraded-reason"] == "recall-timeout"
+
+
+async def test_another_users_adapter_cannot_be_named(proxy, upstream) -> None:
+    """Adapter names are derivable from (tenant, user); naming someone else's is a 404 that never reaches vLLM."""
+    from adapters.registry import lora_name
+    from memory.models import Scope
+
+    client = proxy()
+    for foreign in (lora_name(Scope("acme", "bob")), lora_name(Scope("globex", "alice")) + "-v3"):
+        response = await chat(client, "acme-svc", "hi", user="alice", model=foreign)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "model_not_found"
+    assert upstream.requests == []
+    own = lora_name(Scope("acme", "alice"))
+    response = await chat(client, "acme-svc", "hi", user="alice", model=own, memproxy={"write": False})
+    assert response.status_code == 200 and upstream.last_json["model"] == own
