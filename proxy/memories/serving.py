@@ -186,7 +186,6 @@ class MemoriesService:
     async def update(self, scope: Scope, memory_id: str, request: UpdateMemoryRequest) -> MemoryObject:
         sent = request.model_fields_set
         _check_update(request, sent)
-        engine = self.engine
         current = await self._existing(scope, memory_id)
         revising = request.text is not None and request.text.strip() != current.text
         if revising and current.superseded_by is not None:

@@ -4,12 +4,10 @@ the same deploy script `make run` uses, on a free port so it never collides with
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx

@@ -7,25 +7,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 
 from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from memory.models import RelationType
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[MemoryEngine]:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem"))
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 async def test_remember_then_recall(engine: MemoryEngine) -> None:

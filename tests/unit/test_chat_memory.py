@@ -16,13 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from proxy.app import create_app
 from proxy.auth import hash_key
 from proxy.chat.prompt_layout import clip
 from proxy.settings import Settings
-from tests.support.upstreams import RecordingUpstream, chunk, sse, stream_response
+from tests.support.upstreams import chunk, sse, stream_response
 
 KEYS = {
     "acme-svc": {"tenant": "acme", "trusted": True},
@@ -38,15 +37,6 @@ def auth(key: str, **headers: str) -> dict[str, str]:
 
 def prompt_text(body: dict[str, Any]) -> str:
     return json.dumps(body["messages"], ensure_ascii=False)
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[MemoryEngine]:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem"))
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from proxy.upstream_pool import UpstreamPool
 from tests.support.upstreams import (
     RecordingUpstream,
     chunk,
-    completion,
     sse,
     stream_response,
 )

@@ -4,13 +4,10 @@ lists, the times the lexical index keeps for it, and recall end to end on the re
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from memory.models import Scope
 from memory.recall import rankers
@@ -55,15 +52,6 @@ def test_lexical_index_keeps_times_through_replace_and_compaction() -> None:
         index.add(ALICE, f"m{i}", f"note {i}", float(i))
     index.remove(ALICE, [f"m{i}" for i in range(0, 2000, 2)])  # > 30% dead → compacted
     assert index.times(ALICE, ["m1", "m1999", "a"]).tolist() == [1.0, 1999.0, 200.0]
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[MemoryEngine]:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem"))
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 async def test_turns_of_the_matching_conversation_share_its_score(engine: MemoryEngine) -> None:

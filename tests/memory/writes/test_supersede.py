@@ -3,11 +3,9 @@ ONNX MiniLM embedder, the durable queue). Nothing is mocked; the outage is a rea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
@@ -19,15 +17,6 @@ from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[MemoryEngine]:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem"))
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 async def say(engine: MemoryEngine, text: str, at: float, user: str = "alice") -> tuple[str, ...]:
