@@ -138,27 +138,36 @@ class MemoryGateway:
                     blocks[index] = block
         first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
         core_block = self.log.get(digests[first_user], CORE_SLOT) if first_user is not None else None
-        if core_block is None:
-            core_facts = await self._core_facts(identity)
-            core_block = prompt_layout.render_core(core_facts)
-            prepared.core = len(core_facts)
-            if first_user is not None:
-                self.log.put(digests[first_user], core_block, CORE_SLOT)
-        else:
-            prepared.core = core_block.count("\n- ")
-        top_k = self.settings.top_k if controls.top_k is None else controls.top_k
-        query = prompt_layout.recall_query(messages)
-        if newest is not None and top_k > 0 and query.strip():
-            hits = await self.engine.recall(
-                query, identity.user, top_k, preset=controls.preset or self.settings.preset, tenant=identity.tenant
-            )
-            hits = _within_budget(hits, self.settings.token_budget)
-            block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in hits])
-            prepared.recalled = len(hits)
-            if block:
-                blocks[newest] = block
-                self.log.put(digests[newest], block)
-        prepared.messages = prompt_layout.apply_layout(messages, core_block, blocks)
+        # The core lookup (a store read) runs while recall embeds the query and scores BM25.
+        core_lookup = asyncio.ensure_future(self._core_facts(identity)) if core_block is None else None
+        try:
+            top_k = self.settings.top_k if controls.top_k is None else controls.top_k
+            query = prompt_layout.recall_query(messages)
+            if newest is not None and top_k > 0 and query.strip():
+                hits = await self.engine.recall(
+                    query, identity.user, top_k, preset=controls.preset or self.settings.preset, tenant=identity.tenant
+                )
+                hits = _within_budget(hits, self.settings.token_budget)
+                block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in hits])
+                prepared.recalled = len(hits)
+                if block:
+                    blocks[newest] = block
+                    self.log.put(digests[newest], block)
+            if core_lookup is not None:
+                core_facts = await core_lookup
+                core_block = prompt_layout.render_core(core_facts)
+                prepared.core = len(core_facts)
+                if first_user is not None:
+                    self.log.put(digests[first_user], core_block, CORE_SLOT)
+            else:
+                prepared.core = (core_block or "").count("\n- ")
+        finally:
+            if core_lookup is not None:
+                if not core_lookup.done():
+                    core_lookup.cancel()  # recall failed or ran out of time: nothing may outlive the request
+                elif not core_lookup.cancelled():
+                    core_lookup.exception()  # retrieved: a failure here is already the request's degradation
+        prepared.messages = prompt_layout.apply_layout(messages, core_block or "", blocks)
 
     async def _recall_naive(
         self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls, prepared: PreparedChat
