@@ -72,6 +72,11 @@ def create_app(
     if adapter_router is not None:
         metrics.add_counters("memproxy_adapter_routing", "Chats by adapter outcome: adapter, base, fallback:<reason>.",
                              "outcome", adapter_router.metrics.counts)
+        loader = adapter_router.loader
+        metrics.add_counters(
+            "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
+            lambda: {"load": getattr(loader, "loads", 0), "unload": getattr(loader, "unloads", 0)},
+        )
     metrics.add_counters(
         "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",
         "outcome", lambda: _extraction_stats(gateway),

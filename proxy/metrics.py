@@ -145,8 +145,8 @@ class Metrics:
             try:
                 response = await http.get(url.removesuffix("/v1") + "/metrics", timeout=UPSTREAM_SCRAPE_TIMEOUT_S)
                 response.raise_for_status()
-            except httpx.HTTPError:
-                return  # not every upstream exposes vLLM's metrics
+            except Exception:  # noqa: BLE001 - not every upstream exposes vLLM's metrics; a scrape never fails
+                return
             hits, queries = metric_sum(response.text, VLLM_PREFIX_HITS), metric_sum(response.text, VLLM_PREFIX_QUERIES)
             self.prefix_hits.labels(url).set(hits)
             self.prefix_queries.labels(url).set(queries)

@@ -335,6 +335,9 @@ async def test_delete_all_erases_the_users_adapters(api: Api, vllm: Vllm, settin
     assert ("/v1/unload_lora_adapter", {"lora_name": served}) in vllm.calls and served not in vllm.loaded
     assert await chat(service, "alice") == BASE
     assert error_code(await service.get("/v1/adapters/current", params={"user": "alice"}), 404) == "no_adapter"
+    metrics = (await service.get("/metrics")).text
+    assert 'memproxy_adapter_loader_total{event="load"} 1.0' in metrics
+    assert 'memproxy_adapter_loader_total{event="unload"} 1.0' in metrics
 
 
 async def test_delete_all_stops_a_running_training(api: Api, trainer: FakeTrainer, settings: Settings) -> None:
