@@ -237,10 +237,13 @@ class LexicalIndex:
             return []
         if partition.dead_fraction:
             scores[~partition.alive] = 0.0
-        k = min(k, n_docs)
-        top = np.argpartition(-scores, k - 1)[:k] if k < n_docs else np.arange(n_docs)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(partition.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        # Only documents a query term touched can rank: select among those, not among every document.
+        hit = np.flatnonzero(scores)
+        if len(hit) > k:
+            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
+        top = hit[np.argsort(-scores[hit], kind="stable")]
+        ids = partition.ids
+        return [(ids[i], float(scores[i])) for i in top]
 
     def _compact(self, scope: Scope) -> None:
         """Rebuild a partition without its dead slots (the postings keep term counts, so no text is needed)."""

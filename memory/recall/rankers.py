@@ -124,15 +124,22 @@ def mmr(
         return list(candidates[:k])
     pool = list(candidates)
     top = max((c.score for c in pool), default=1.0) or 1.0
+    # Each candidate's highest similarity to anything chosen so far, updated once per pick (not recomputed).
+    redundancy = [0.0] * len(pool)
     chosen: list[Candidate] = []
     while pool and len(chosen) < k:
         best_index, best_value = 0, -math.inf
         for index, candidate in enumerate(pool):
-            redundancy = max((similarity(candidate, other) for other in chosen), default=0.0)
-            value = lambda_ * candidate.score / top - (1.0 - lambda_) * redundancy
+            value = lambda_ * candidate.score / top - (1.0 - lambda_) * redundancy[index]
             if value > best_value:
                 best_index, best_value = index, value
-        chosen.append(pool.pop(best_index))
+        picked = pool.pop(best_index)
+        redundancy.pop(best_index)
+        chosen.append(picked)
+        if len(chosen) == k:
+            break
+        for index, candidate in enumerate(pool):
+            redundancy[index] = max(redundancy[index], similarity(candidate, picked))
     return chosen
 
 
