@@ -7,6 +7,7 @@ Nothing else in the code base looks at ``os.environ``; components receive the va
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -172,3 +173,9 @@ class Settings(BaseSettings):
     def api_key_digests(self) -> frozenset[bytes]:
         """SHA-256 digests of the configured keys; requests are checked against these, never the clear keys."""
         return frozenset(hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys)
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process memproxy starts (vLLM, a proxy for a benchmark): this process's own
+    (HF_HUB_OFFLINE, PATH, …) plus ``overrides``. Here so that the environment is read in one module only."""
+    return {**os.environ, **overrides}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import statistics
@@ -30,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from proxy.bench.processes import VLLM_MODEL, ServerProcess, VllmServer, free_port, metric_sum, python_module
+from proxy.bench.processes import VLLM_MODEL, ServerProcess, VllmServer, free_port, metric_sum
+from proxy.bench.stack import proxy_process
 
 ARMS = ("memproxy", "naive", "no_memory")
 HITS = "vllm:prefix_cache_hits_total"
@@ -120,17 +120,11 @@ async def seed_store(data_dir: Path, texts: list[str]) -> None:
 
 
 def start_proxy(arm: str, data_dir: Path, upstream_url: str, model: str, log: Path) -> ServerProcess:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MEMPROXY_DATA_DIR": str(data_dir),
-        "MEMPROXY_DEFAULT_MODEL": model,
-        "MEMPROXY_MEMORY_ENABLED": "false" if arm == "no_memory" else "true",
-        "MEMPROXY_PROMPT_LAYOUT": "naive" if arm == "naive" else "cache-aware",
-        "MEMPROXY_API_KEYS": "",
-    }
-    argv = python_module("proxy.cli", "serve", "--port", str(port), "--upstream-url", upstream_url, "--log-level", "warning")
-    return ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", env=env, log_path=log, start_timeout_s=120).start()
+    process = proxy_process(
+        upstream_url, data_dir, log, memory=arm != "no_memory", start_timeout_s=120,
+        default_model=model, prompt_layout="naive" if arm == "naive" else "cache-aware",
+    )
+    return process.start()
 
 
 def timed_turn(client: httpx.Client, body: dict[str, Any]) -> tuple[float, str, dict[str, str]]:
@@ -216,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copytree(tmp / "seed", data_dir)
                 process = start_proxy(arm, data_dir, upstream_url, args.model, tmp / f"{arm}.log")
                 processes.append(process)
-                proxies[arm] = process.ready_url.removesuffix("/healthz")
+                proxies[arm] = process.ready_url.removesuffix("/readyz")
             with httpx.Client(base_url=upstream_url.removesuffix("/v1"), timeout=30, trust_env=False) as metrics:
                 per_turn = replay(metrics, proxies, args, rng)
         finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from proxy.metrics import metric_sum
+from proxy.settings import child_environment
 
 
 def free_port() -> int:
@@ -99,7 +100,7 @@ class VllmServer:
     def __init__(self, port: int, served_name: str = VLLM_MODEL) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "MEMPROXY_VLLM_PORT": str(port), "MEMPROXY_VLLM_SERVED_NAME": served_name}
+        self.env = child_environment(MEMPROXY_VLLM_PORT=str(port), MEMPROXY_VLLM_SERVED_NAME=served_name)
 
     def _script(self, action: str, timeout: float) -> None:
         subprocess.run(["bash", str(VLLM_SCRIPT), action], env=self.env, check=True, timeout=timeout)

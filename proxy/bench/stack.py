@@ -9,7 +9,6 @@ batches straight into the store, with vectors from a pool of real embedded sente
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from memory.engine import MemoryEngine
 from memory.models import Scope
 from memory.writes.queue import DurableQueue
 from proxy.bench.processes import ServerProcess, free_port, python_module
+from proxy.settings import child_environment
 
 TENANT = "default"
 """The tenant of every request in open dev mode (no API keys): the body's ``user`` names the user within it."""
@@ -58,17 +58,24 @@ def stub_url(stub: ServerProcess) -> str:
 
 
 def proxy_process(
-    upstream_url: str, data_dir: Path, log_path: Path, *, memory: bool, start_timeout_s: float = 30.0
+    upstream_url: str,
+    data_dir: Path,
+    log_path: Path,
+    *,
+    memory: bool,
+    start_timeout_s: float = 30.0,
+    **settings: str,
 ) -> ServerProcess:
     """``memproxy serve`` (not started) on a free port with its data in ``data_dir``, in open dev mode so the body's
-    ``user`` names the user. The child inherits this process's environment (HF_HUB_OFFLINE, …) plus these."""
+    ``user`` names the user. The child inherits this process's environment (HF_HUB_OFFLINE, …) plus these;
+    ``settings`` are further ``MEMPROXY_*`` values by field name (``default_model="…"``)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "MEMPROXY_DATA_DIR": str(data_dir),
-        "MEMPROXY_MEMORY_ENABLED": "true" if memory else "false",
-        "MEMPROXY_API_KEYS": "",
-    }
+    env = child_environment(
+        MEMPROXY_DATA_DIR=str(data_dir),
+        MEMPROXY_MEMORY_ENABLED="true" if memory else "false",
+        MEMPROXY_API_KEYS="",
+        **{f"MEMPROXY_{name.upper()}": value for name, value in settings.items()},
+    )
     return ServerProcess(
         python_module(
             "proxy.cli", "serve", "--port", str(port), "--upstream-url", upstream_url, "--log-level", "warning"
