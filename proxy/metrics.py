@@ -169,9 +169,6 @@ def metric_sum(text: str, name: str) -> float:
     return total
 
 
-ChatMetrics = Metrics
-
-
 def label_of(scope: Mapping[str, Any]) -> str:
     """The route template of a request (``/v1/memories/{memory_id}``), not its path: bounded label values."""
     route = scope.get("route")

@@ -33,7 +33,7 @@ from proxy.errors import (
 )
 from proxy.identity import Identity, IdentityRules, cache_salt, resolve_identity
 from proxy.memory_gateway import MemoryGateway, PreparedChat
-from proxy.metrics import ChatMetrics
+from proxy.metrics import Metrics
 from proxy.upstream import UpstreamClient, translate_transport_error
 from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
 
@@ -87,7 +87,7 @@ class ChatCompletionsService:
         memory: MemoryGateway,
         identity_rules: IdentityRules | None = None,
         cache_salt_secret: bytes | None = None,
-        metrics: ChatMetrics | None = None,
+        metrics: Metrics | None = None,
         adapters: AdapterRouter | None = None,
     ) -> None:
         """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared).
@@ -97,7 +97,7 @@ class ChatCompletionsService:
         self._memory = memory
         self._rules = identity_rules or IdentityRules()
         self._salt_secret = cache_salt_secret
-        self._metrics = metrics or ChatMetrics()
+        self._metrics = metrics or Metrics()
         self._adapters = adapters
 
     async def create(
