@@ -30,73 +30,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from memory.atomic_file import fsync_dir
 from memory.models import Scope
 from memory.writes.jobs import WriteJob, dumps_json
+from memory.writes.queue_schema import (
+    JOB_COLUMNS,
+    SCHEMA,
+    DeadLetter,
+    QueueClosed,
+    QueueError,
+    QueueStats,
+    Row,
+)
 
 T = TypeVar("T")
 _GROUP_COMMIT_MAX = 512
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY,
-    job_id TEXT NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    user TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    enqueued_at REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    visible_at REAL NOT NULL,
-    leased INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_by_visibility ON jobs (visible_at, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_scope ON jobs (tenant, user);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    job_id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    user TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    failed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_by_scope ON dead_letters (tenant, user);
-"""
-_JOB_COLUMNS = "job_id, tenant, user, kind, payload, created_at, attempts"
-_Row = tuple[str, str, str, str, str, float, int]
-
-
-class QueueError(Exception):
-    """The queue's storage failed (disk full, I/O error, locked too long); the SQLite error is the ``__cause__``."""
-
-
-class QueueClosed(QueueError):
-    """The queue was used after :meth:`DurableQueue.close`."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    job: WriteJob
-    error: str
-    failed_at: float
-
-
-@dataclass(slots=True)
-class QueueStats:
-    """Counters of this process since the queue was opened (for metrics and the group-commit test)."""
-
-    puts: int = 0
-    put_transactions: int = 0
-
 
 class DurableQueue:
     def __init__(
@@ -122,7 +73,7 @@ class DurableQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-queue")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._pending: list[tuple[_Row, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Row, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -263,7 +214,7 @@ class DurableQueue:
                 raise QueueError(f"write queue {self.path.name}: WAL mode unavailable (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: survives power loss
             with _transaction(conn):
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in filter(str.strip, SCHEMA.split(";")):
                     conn.execute(statement)
         except BaseException:
             conn.close()
@@ -278,11 +229,11 @@ class DurableQueue:
             self._conn.close()
             self._conn = None
 
-    def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    def _insert(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
         now = self._clock()
         with _transaction(conn):
             conn.executemany(
-                f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, enqueued_at, visible_at) "
+                f"INSERT OR IGNORE INTO jobs ({JOB_COLUMNS}, enqueued_at, visible_at) "
                 "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE job_id = ?)",
                 [(*row, now, now, row[0]) for row in rows],
             )
@@ -291,7 +242,7 @@ class DurableQueue:
         now = self._clock()
         with _transaction(conn):
             rows = conn.execute(
-                f"SELECT seq, leased, {_JOB_COLUMNS} FROM jobs WHERE visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
+                f"SELECT seq, leased, {JOB_COLUMNS} FROM jobs WHERE visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
                 (now, limit),
             ).fetchall()
             jobs: list[WriteJob] = []
@@ -346,15 +297,15 @@ class DurableQueue:
     @staticmethod
     def _bury(conn: sqlite3.Connection, seq: int, error: str, now: float) -> None:
         conn.execute(
-            f"INSERT OR REPLACE INTO dead_letters ({_JOB_COLUMNS}, error, failed_at) "
-            f"SELECT {_JOB_COLUMNS}, ?, ? FROM jobs WHERE seq = ?",
+            f"INSERT OR REPLACE INTO dead_letters ({JOB_COLUMNS}, error, failed_at) "
+            f"SELECT {JOB_COLUMNS}, ?, ? FROM jobs WHERE seq = ?",
             (error, now, seq),
         )
         conn.execute("DELETE FROM jobs WHERE seq = ?", (seq,))
 
     def _dead_letters(self, conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
         rows = conn.execute(
-            f"SELECT {_JOB_COLUMNS}, error, failed_at FROM dead_letters ORDER BY failed_at, job_id LIMIT ?", (limit,)
+            f"SELECT {JOB_COLUMNS}, error, failed_at FROM dead_letters ORDER BY failed_at, job_id LIMIT ?", (limit,)
         ).fetchall()
         return [DeadLetter(_job(row[:7]), row[7], row[8]) for row in rows]
 
@@ -362,7 +313,7 @@ class DurableQueue:
         now = self._clock()
         with _transaction(conn):
             moved = conn.execute(
-                f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, enqueued_at, visible_at) "
+                f"INSERT OR IGNORE INTO jobs ({JOB_COLUMNS}, enqueued_at, visible_at) "
                 "SELECT job_id, tenant, user, kind, payload, created_at, 0, ?, ? FROM dead_letters WHERE job_id = ?",
                 (now, now, job_id),
             ).rowcount
@@ -391,7 +342,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _row(job: WriteJob) -> _Row:
+def _row(job: WriteJob) -> Row:
     """Serialise on the caller's side, so a bad job fails its own put and never the group commit it would join."""
     row = (job.job_id, job.scope.tenant, job.scope.user, job.kind, dumps_json(job.payload))
     for text in row:
