@@ -2,111 +2,31 @@
 store, FAISS, BM25, ONNX MiniLM, durable queue); the engine is opened once for the module and emptied before each
 test. Only the chat upstream is a MockTransport (no route here calls it)."""
 
+# ruff: noqa: F811 - the shared fixtures are imported from tests.support.memory_api, then requested by name
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-import uvicorn
-from fastapi import FastAPI
 
-from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
-from proxy.app import create_app
-from proxy.auth import hash_key
-from proxy.cli import main as cli_main
 from proxy.settings import Settings
+from tests.support.memory_api import (  # noqa: F401 - fixtures
+    KEYS,
+    Api,
+    add,
+    api,
+    assert_error,
+    build_app,
+    empty_engine,
+    engine,
+    settings,
+    state,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-KEYS = {
-    "acme-svc": {"tenant": "acme", "user": "acme-svc", "trusted": True},
-    "acme-alice": {"tenant": "acme", "user": "alice"},
-    "acme-bob": {"tenant": "acme", "user": "bob"},
-    "globex-alice": {"tenant": "globex", "user": "alice"},
-    "ops-admin": {"tenant": "ops", "user": "ops", "admin": True},
-}
-Api = Callable[[str], httpx.AsyncClient]
-
-
-def no_upstream(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"the memory API called the upstream: {request.url}")
-
-
-def build_app(settings: Settings, engine: MemoryEngine | None) -> FastAPI:
-    upstream = httpx.AsyncClient(transport=httpx.MockTransport(no_upstream))
-    return create_app(settings, http_client=upstream, memory=engine)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MemoryEngine]:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path_factory.mktemp("memory-api") / "mem"))
-    try:
-        yield engine
-    finally:
-        await engine.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def empty_engine(engine: MemoryEngine) -> MemoryEngine:
-    for scope in await engine.store.scopes():
-        await engine.forget_user(scope.user, tenant=scope.tenant)
-    return engine
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    keys_file = tmp_path / "keys.json"
-    keys_file.write_text(json.dumps([{"sha256": hash_key(k), "name": k, **v} for k, v in KEYS.items()]))
-    return Settings(upstream_url="http://upstream.test/v1", keys_file=keys_file, data_dir=tmp_path, cache_salt=False)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def api(empty_engine: MemoryEngine, settings: Settings) -> AsyncIterator[Api]:
-    """``api("acme-alice")``: a client of the real app that sends that key."""
-    app = build_app(settings, empty_engine)
-    transport = httpx.ASGITransport(app=app)
-    opened: list[httpx.AsyncClient] = []
-
-    def client(key: str) -> httpx.AsyncClient:
-        opened.append(
-            httpx.AsyncClient(
-                transport=transport, base_url="http://proxy.test", headers={"authorization": f"Bearer {key}"}
-            )
-        )
-        return opened[-1]
-
-    yield client
-    for each in opened:
-        await each.aclose()
-
-
-async def add(client: httpx.AsyncClient, content: str, **fields: Any) -> dict[str, Any]:
-    response = await client.post("/v1/memories", json={"content": content, **fields})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def state(engine: MemoryEngine) -> tuple[int, int, dict[str, Any]]:
-    """Everything a request could have changed: the change log, the queue, every scope's export."""
-    exports = {s.key: await engine.store.export_user(s) for s in await engine.store.scopes()}
-    return await engine.store.last_seq(), await engine.queue.depth(), exports
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    if code is not None:
-        assert error["code"] == code
-    return error
 
 
 # --- CRUD, pages, search -----------------------------------------------------------------------------------------
@@ -418,68 +338,3 @@ async def test_openapi_documents_the_memory_api(api: Api) -> None:
     assert schemas["CreateMemoryRequest"]["additionalProperties"] is False
     responses = paths["/v1/memories"]["get"]["responses"]
     assert {"200", "400", "403", "503"} <= set(responses) and "422" not in responses
-
-
-# --- the CLI against a real server -------------------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server_url(empty_engine: MemoryEngine, settings: Settings) -> AsyncIterator[str]:
-    """A real uvicorn on a free 127.0.0.1 port, in this test's loop (where the engine lives)."""
-    app = build_app(settings, empty_engine)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-async def test_cli_over_http(server_url: str, capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path: Path) -> None:
-    async def cli(*argv: str) -> tuple[int, Any]:
-        code = await asyncio.to_thread(cli_main, ["memories", *argv])
-        out, err = capsys.readouterr()
-        return code, json.loads(out or err or "null")
-
-    base = ("--url", server_url, "--api-key", "acme-svc", "--user", "dave")
-    code, created = await cli("add", "My cat is called Tama", "--importance", "0.9", "--category", "pets", *base)
-    assert code == 0 and created["user"] == "dave" and created["importance"] == 0.9
-    await cli("add", "I live in Nagoya", *base)
-    code, listed = await cli("list", "--limit", "1", "--all", *base)
-    assert code == 0 and [m["text"] for m in listed["data"]] == ["I live in Nagoya", "My cat is called Tama"]
-    code, hits = await cli("search", "What is my cat's name?", "--top-k", "1", *base)
-    assert hits["data"][0]["id"] == created["id"]
-    code, updated = await cli(
-        "update", created["id"], "--text", "My cat is called Mike", "--pin", "--retention", "long_term", *base
-    )
-    assert code == 0 and updated["pinned"] and updated["text"] == "My cat is called Mike"
-    code, history = await cli("history", updated["id"], *base)
-    assert [m["id"] for m in history["data"]] == [created["id"], updated["id"]]
-    code, graph = await cli("graph", *base)
-    assert code == 0 and any(e["type"] == "SUPERSEDES" for e in graph["edges"])
-    export_file = tmp_path / "dave.json"
-    code, _ = await cli("export", "-o", str(export_file), *base)
-    assert code == 0 and len(json.loads(export_file.read_text())["memories"]) == 3
-    code, imported = await cli("import", str(export_file), *base[:4], "--user", "erin")
-    assert code == 0 and imported["imported"] == 3
-
-    # The key from the settings (MEMPROXY_CLI_API_KEY) when --api-key is not given; errors go to stderr, exit 1.
-    monkeypatch.setenv("MEMPROXY_CLI_API_KEY", "acme-alice")
-    code, error = await cli("list", "--url", server_url, "--user", "dave")
-    assert code == 1 and error["error"]["code"] == "permission_denied"
-    code, mine = await cli("list", "--url", server_url)
-    assert code == 0 and mine["data"] == []
-    code, error = await cli("get", "no-such-id", *base)
-    assert code == 1 and error["error"]["code"] == "not_found"
-    code, gone = await cli("delete", updated["id"], *base)
-    assert code == 0 and gone["deleted"]
-    code, wiped = await cli("delete-user", "--yes", *base)
-    assert code == 0 and wiped["deleted"] >= 1
-    code, empty = await cli("list", "--include-inactive", *base)
-    assert empty["data"] == []
