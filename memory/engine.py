@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -282,9 +282,11 @@ class MemoryEngine:
         *,
         preset: str | None = None,
         tenant: str | None = None,
+        skip: Callable[[Memory], bool] | None = None,
     ) -> list[RecalledMemory]:
+        """``skip``: memories to leave out (see :meth:`Recaller.recall`)."""
         chosen = get_preset(preset or self.config.recall_preset).with_overrides(top_k=top_k)
-        hits = await self.recaller.recall(self.scope(user_id, tenant), query, chosen)
+        hits = await self.recaller.recall(self.scope(user_id, tenant), query, chosen, skip=skip)
         if hits:
             # Bookkeeping for importance / promotion; never on the caller's path.
             asyncio.get_running_loop().create_task(

@@ -14,7 +14,12 @@ def build_embedder(config: MemoryConfig) -> Embedder:
     if config.embedder == "onnx":
         from memory.embedding.onnx import OnnxEmbedder
 
-        return OnnxEmbedder(config.embedding_model, cache_dir=config.model_cache_dir, threads=config.embedding_threads)
+        return OnnxEmbedder(
+            config.embedding_model,
+            cache_dir=config.model_cache_dir,
+            threads=config.embedding_threads,
+            query_threads=config.embedding_query_threads,
+        )
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(config.embedding_model, threads=config.embedding_threads)

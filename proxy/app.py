@@ -22,6 +22,7 @@ from proxy.adapters_api.api_router import router as adapters_router
 from proxy.adapters_api.serving import AdaptersService
 from proxy.auth import KeyRecord, KeyRing, read_keys_file
 from proxy.chat.api_router import router as chat_router
+from proxy.chat.prefill import PrefillRunner
 from proxy.chat.serving import ChatCompletionsService
 from proxy.errors import (
     ClientError,
@@ -77,6 +78,8 @@ def create_app(
             "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
             lambda: {"load": getattr(loader, "loads", 0), "unload": getattr(loader, "unloads", 0)},
         )
+    prefill = PrefillRunner(settings.prefill_max_in_flight)
+    metrics.watch_prefills(prefill)
     metrics.add_counters(
         "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",
         "outcome", lambda: _extraction_stats(gateway),
@@ -100,6 +103,7 @@ def create_app(
         try:
             yield
         finally:
+            await prefill.close()
             await gateway.drain()
             await upstreams.close()
             if owned_engine is not None:
@@ -128,6 +132,7 @@ def create_app(
         cache_salt_secret=cache_salt_secret(settings) if settings.cache_salt else None,
         metrics=metrics,
         adapters=adapter_router,
+        prefill=prefill,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.state.adapters_service = AdaptersService(adapters_config(settings), gateway, rules, adapter_router)
@@ -172,6 +177,8 @@ def recall_settings(settings: Settings) -> RecallSettings:
         core_limit=settings.core_memory_limit,
         side_request_markers=tuple(settings.side_request_markers),
         layout=settings.prompt_layout,  # type: ignore[arg-type]  (validated by its pattern)
+        anticipate=settings.recall_anticipate,
+        late_top_k=settings.recall_late_top_k,
     )
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from memory.engine import MemoryEngine
+from memory.models import Memory
 from memory.recall.rankers import estimate_tokens
 from memory.writes.jobs import WriteJob
 from proxy.chat import prompt_layout
-from proxy.chat.injections import CORE_SLOT, InjectionLog, turn_digests
+from proxy.chat.injections import CORE_SLOT, NEXT_SLOT, InjectionLog, turn_digests
 from proxy.chat.memory_controls import MemoryControls
 from proxy.identity import Identity
 
@@ -38,6 +39,11 @@ class RecallSettings:
     side_request_markers: tuple[str, ...] = ("### Task:",)
     layout: Literal["cache-aware", "naive"] = "cache-aware"
     """``naive`` (memories at the top of the system prompt, nothing repeated) exists as the benchmark baseline."""
+    anticipate: bool = True
+    """After each answer, recall for the next turn and prefill that block into the upstream's cache (cache-aware)."""
+    late_top_k: int = 2
+    """With an anticipated block in place, at most this many further memories recalled for the newest message
+    (each is prefilled while the user waits: the anticipated block was prefilled beforehand)."""
 
 
 @dataclass(slots=True)
@@ -138,29 +144,43 @@ class MemoryGateway:
                     blocks[index] = block
         first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
         core_block = self.log.get(digests[first_user], CORE_SLOT) if first_user is not None else None
+        anticipated = ""
+        if newest is not None and newest > 0 and messages[newest - 1].get("role") == "assistant":
+            anticipated = self.log.get(digests[newest - 1], NEXT_SLOT) or ""
         # The core lookup (a store read) runs while recall embeds the query and scores BM25.
         core_lookup = asyncio.ensure_future(self._core_facts(identity)) if core_block is None else None
+        in_prompt = InPrompt(
+            _shown(core_block or "", *blocks.values(), anticipated), digests, core_pending=core_lookup is not None
+        )
         try:
             top_k = self.settings.top_k if controls.top_k is None else controls.top_k
+            if anticipated:
+                top_k = min(top_k, self.settings.late_top_k)
             query = prompt_layout.recall_query(messages)
+            hits = []
             if newest is not None and top_k > 0 and query.strip():
                 hits = await self.engine.recall(
-                    query, identity.user, top_k, preset=controls.preset or self.settings.preset, tenant=identity.tenant
-                )
-                hits = _within_budget(hits, self.settings.token_budget)
-                block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in hits])
-                prepared.recalled = len(hits)
-                if block:
-                    blocks[newest] = block
-                    self.log.put(digests[newest], block)
+                    query, identity.user, top_k, preset=controls.preset or self.settings.preset,
+                    tenant=identity.tenant, skip=in_prompt,
+                )  # fmt: skip
             if core_lookup is not None:
                 core_facts = await core_lookup
                 core_block = prompt_layout.render_core(core_facts)
                 prepared.core = len(core_facts)
                 if first_user is not None:
                     self.log.put(digests[first_user], core_block, CORE_SLOT)
+                core_texts = prompt_layout.quoted_texts(core_block)
+                hits = [hit for hit in hits if not _is_shown(hit.memory.text, core_texts)]
             else:
                 prepared.core = (core_block or "").count("\n- ")
+            if newest is not None and (hits or anticipated):
+                fresh = _within_budget(hits, self.settings.token_budget)
+                late = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in fresh])
+                block = prompt_layout.join_blocks(anticipated, late)
+                prepared.recalled = len(fresh) + anticipated.count("\n- ")
+                if block:
+                    blocks[newest] = block
+                    self.log.put(digests[newest], block)
         finally:
             if core_lookup is not None:
                 if not core_lookup.done():
@@ -196,6 +216,47 @@ class MemoryGateway:
 
     # --- after the response ----------------------------------------------------------------------------------
 
+    @property
+    def anticipates(self) -> bool:
+        return self.engine is not None and self.settings.anticipate and self.settings.layout == "cache-aware"
+
+    async def anticipate(
+        self,
+        identity: Identity,
+        messages: Sequence[Mapping[str, Any]],
+        laid_out: Sequence[Mapping[str, Any]],
+        answer: str,
+        controls: MemoryControls,
+    ) -> list[dict[str, Any]] | None:
+        """After a complete answer: recall what the next turn will likely need (from this exchange), log it as the
+        block the next user message will carry, and return the messages that prefill it upstream — the prompt as
+        sent (``laid_out``), the answer, and the block as the start of the next user message. None: nothing new."""
+        if not self.anticipates:
+            return None
+        assert self.engine is not None
+        top_k = self.settings.top_k if controls.top_k is None else controls.top_k
+        query = prompt_layout.anticipation_query(messages, answer)
+        if top_k <= 0 or not query:
+            return None
+        in_prompt = InPrompt(
+            _shown(*(prompt_layout.message_text(message) for message in laid_out)),
+            turn_digests(identity.scope, messages),
+        )
+        hits = await asyncio.wait_for(
+            self.engine.recall(
+                query, identity.user, top_k, preset=controls.preset or self.settings.preset,
+                tenant=identity.tenant, skip=in_prompt,
+            ),
+            self.settings.timeout_s,
+        )  # fmt: skip
+        fresh = _within_budget(hits, self.settings.token_budget)
+        block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in fresh])
+        if not block:
+            return None
+        answered = {"role": "assistant", "content": answer}
+        self.log.put(turn_digests(identity.scope, [*messages, answered])[-1], block, NEXT_SLOT)
+        return [*(dict(message) for message in laid_out), answered, {"role": "user", "content": block}]
+
     def remember_exchange(
         self, identity: Identity, messages: Sequence[Mapping[str, Any]], answer: str, answer_id: str | None
     ) -> None:
@@ -212,14 +273,17 @@ class MemoryGateway:
         assert self.engine is not None
         digests = turn_digests(identity.scope, messages)
         with_ids = [
-            {"id": "msg-" + digests[i].hex()[:24], "role": m.get("role"), "content": prompt_layout.message_text(m)}
+            {"id": message_id(digests[i]), "role": m.get("role"), "content": prompt_layout.message_text(m)}
             | ({"name": m["name"]} if isinstance(m.get("name"), str) else {})
             for i, m in enumerate(messages)
         ]
         # The job id names this exchange (conversation so far + this answer): queued once however often the
         # background task or the queue retries, while two exchanges never share one (even if an upstream reuses ids).
         exchange = hashlib.sha256(digests[-1] + (answer_id or "").encode() + b"\x1e" + answer.encode()).hexdigest()
-        answer_key = answer_id or "answer-" + exchange[:24]
+        # The answer's id is the one it has as a message of the conversation the client sends next, so that
+        # recall there knows a memory written from it is in the prompt already (see InPrompt).
+        answered = turn_digests(identity.scope, [*messages, {"role": "assistant", "content": answer}])[-1]
+        answer_key = message_id(answered)
         job_id = "chat-" + exchange[:32]
         job = WriteJob.for_exchange(
             identity.scope,
@@ -239,6 +303,36 @@ class MemoryGateway:
         """Wait for background queue writes (shutdown, tests)."""
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=timeout_s)
+
+
+class InPrompt:
+    """Whether a memory is in the prompt already: shown by one of memproxy's blocks, or written from one of the
+    conversation's own messages (its provenance is that message's id). ``core_pending``: the core block is being
+    looked up as recall runs, so core memories count as shown (the block is checked again once it is rendered)."""
+
+    def __init__(self, shown: set[str], digests: Sequence[bytes], *, core_pending: bool = False) -> None:
+        self._shown = shown
+        self._message_ids = {message_id(digest) for digest in digests}
+        self._core_pending = core_pending
+
+    def __call__(self, memory: Memory) -> bool:
+        if _is_shown(memory.text, self._shown) or not self._message_ids.isdisjoint(memory.source_ids):
+            return True
+        return self._core_pending and memory.metadata.get("core_since") is not None
+
+
+def message_id(digest: bytes) -> str:
+    """The id a conversation's message gets as a memory's provenance."""
+    return "msg-" + digest.hex()[:24]
+
+
+def _shown(*texts: str) -> set[str]:
+    """The memory texts memproxy's blocks in ``texts`` already show."""
+    return set().union(*(prompt_layout.quoted_texts(text) for text in texts if text))
+
+
+def _is_shown(text: str, shown: set[str]) -> bool:
+    return text in shown or prompt_layout.rendered_text(text) in shown
 
 
 def _within_budget(hits: list[Any], budget: int) -> list[Any]:

@@ -7,6 +7,7 @@ One :class:`Metrics` per app, on its own registry, so several apps in one proces
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from proxy.chat.prefill import PrefillRunner
     from proxy.memory_gateway import MemoryGateway, PreparedChat
     from proxy.upstream_pool import UpstreamPool
 
@@ -116,6 +118,14 @@ class Metrics:
         self.request_seconds.labels(route).observe(seconds)
 
     # --- read at scrape time ---------------------------------------------------------------------------------
+
+    def watch_prefills(self, runner: PrefillRunner) -> None:
+        gauge = Gauge("memproxy_prefill_in_flight", "Next-turn prefills running now.", registry=self.registry)
+        gauge.set_function(lambda: runner.in_flight)
+        self.add_counters(
+            "memproxy_prefills", "Next-turn prefills: prefilled, nothing_new, skipped_busy, failed.", "outcome",
+            lambda: dataclasses.asdict(runner.stats),
+        )
 
     def add_counters(self, name: str, documentation: str, label: str, source: StatsSource) -> None:
         self.registry.register(_SnapshotCounters(name, documentation, label, source))

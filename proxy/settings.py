@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         description="cache-aware (default) or naive: memories at the top of the system prompt, for comparison only.",
         pattern="^(cache-aware|naive)$",
     )
+    recall_anticipate: bool = Field(
+        True,
+        description="After each answer, recall for the next turn and prefill that block into vLLM's prefix cache "
+        "while the user types (cache-aware layout); the next message then only computes what is new.",
+    )
+    recall_late_top_k: int = Field(
+        2, ge=0, le=100, description="With an anticipated block in place: most further memories recalled for the "
+        "newest message (these are computed while the user waits).",
+    )
+    prefill_max_in_flight: int = Field(
+        4, ge=0, description="Most next-turn prefills running at once (more are skipped); 0 = never prefill."
+    )
     core_memory_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
     side_request_markers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["### Task:"],

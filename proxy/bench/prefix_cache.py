@@ -4,7 +4,8 @@ against the naive one, and what memory costs in time to first token.
 One 10-turn conversation is replayed, turn by turn, through three proxies in front of the same vLLM:
 
 - ``memproxy``: memory on, the cache-aware layout (core block after the system prompt, per-turn recalled block in
-  the newest user message, earlier turns' blocks repeated byte for byte);
+  the newest user message, earlier turns' blocks repeated byte for byte), with the next turn's anticipated block
+  prefilled after each answer;
 - ``naive``: memory on, recalled memories at the top of the system prompt;
 - ``no_memory``: memory off (the time-to-first-token baseline).
 
@@ -12,6 +13,11 @@ Each proxy has its own data dir (copied from one seeded store) and so its own ca
 cached blocks. The arms take turns request by request, so they see the same machine load. For every request the
 deltas of ``vllm:prefix_cache_hits_total`` / ``vllm:prefix_cache_queries_total`` (prompt tokens) are read from
 vLLM's /metrics; requests run one at a time, so each delta is that request's.
+
+After each memproxy answer the replay waits, as a user reading the answer and typing would, until memproxy's
+background prefill of the next turn is done (its own ``memproxy_prefills_total`` counter). The prompt tokens that
+prefill computed are reported per turn (``prefill_computed_tokens``, with ``prefill_wait_ms``) and are not counted
+in any turn's hits, queries or time to first token: they are the work moved off the user's wait.
 """
 
 from __future__ import annotations
@@ -147,6 +153,21 @@ def timed_turn(client: httpx.Client, body: dict[str, Any]) -> tuple[float, str, 
     return ((first or time.perf_counter()) - start) * 1000, "".join(parts), headers
 
 
+PREFILLS = "memproxy_prefills_total"
+PREFILL_WAIT_S = 120.0
+
+
+def wait_for_prefill(proxy: httpx.Client, answers: int) -> float:
+    """Block until memproxy has settled the next-turn prefill of each of its ``answers`` answers; returns ms waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < PREFILL_WAIT_S:
+        text = proxy.get("/metrics").text
+        if metric_sum(text, PREFILLS) >= answers and metric_sum(text, "memproxy_prefill_in_flight") == 0:
+            break
+        time.sleep(0.02)
+    return (time.perf_counter() - start) * 1000
+
+
 def replay(vllm_metrics: httpx.Client, proxies: dict[str, str], args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
     system = system_prompt(args.system_tokens, rng)
     histories = {arm: [{"role": "system", "content": system}] for arm in proxies}
@@ -166,11 +187,20 @@ def replay(vllm_metrics: httpx.Client, proxies: dict[str, str], args: argparse.N
                 hits = metric_sum(after, HITS) - metric_sum(before, HITS)
                 queries = metric_sum(after, QUERIES) - metric_sum(before, QUERIES)
                 history.append({"role": "assistant", "content": answer})
+                prefill: dict[str, Any] = {}
+                if arm == "memproxy":
+                    waited = wait_for_prefill(clients[arm], turn + 1)
+                    done = vllm_metrics.get("/metrics").text
+                    computed = (metric_sum(done, QUERIES) - metric_sum(after, QUERIES)) - (
+                        metric_sum(done, HITS) - metric_sum(after, HITS)
+                    )
+                    prefill = {"prefill_computed_tokens": int(computed), "prefill_wait_ms": round(waited, 1)}
                 per_turn[arm].append({
                     "turn": turn + 1, "prompt_tokens": int(queries), "cached_tokens": int(hits),
                     "hit_ratio": round(hits / queries, 4) if queries else None, "ttft_ms": round(ttft, 1),
                     "recalled": int(headers.get("x-memproxy-recalled", "0")),
                     "memory": headers.get("x-memproxy-memory", "absent"),
+                    **prefill,
                 })
     finally:
         for client in clients.values():

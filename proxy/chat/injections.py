@@ -21,6 +21,8 @@ from typing import Any
 from memory.models import Scope
 
 CORE_SLOT = "core"
+NEXT_SLOT = "next"
+"""Under the digest of a conversation ending with an answer: the block anticipated for the next user message."""
 
 
 def turn_digests(scope: Scope, messages: Sequence[Mapping[str, Any]]) -> list[bytes]:

@@ -4,6 +4,12 @@
     the conversation as the client sent it        (earlier turns carry the recalled blocks they had before)
     recalled block + newest user message          (per turn)
 
+The recalled block of a turn has two parts. The *anticipated* part is recalled right after the previous answer,
+from that exchange, and prefilled into vLLM's cache while the user reads and types (see :mod:`proxy.chat.prefill`);
+the *late* part holds what recall for the newest message found that the prompt does not hold yet. Only the late
+part (often empty) and the message itself are computed when the message arrives. A memory already in the prompt
+(core block, an earlier turn's block) is never repeated.
+
 vLLM reuses KV only for identical leading token blocks, so nothing that changes per turn may sit above the
 conversation. The recalled block of a turn is prepended to that turn's user message and re-inserted, byte for byte,
 in every later request of the conversation (see :mod:`proxy.chat.injections`): the next turn's prompt then starts
@@ -82,6 +88,10 @@ def clip(text: str, limit: int = MEMORY_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+_DECODER = json.JSONDecoder()
+ANTICIPATION_ANSWER_CHARS = 300
+
+
 def _quoted(text: str) -> str:
     # One JSON string per memory: newlines, quotes and a would-be closing fence stay inside the string.
     return json.dumps(text, ensure_ascii=False).replace("</", "<\\/")
@@ -121,6 +131,41 @@ def render_recalled(memories: Sequence[tuple[str, float | None]]) -> str:
         lines.append(f"- {_quoted(clip(text))}" + (f" ({stamp})" if stamp else ""))
     lines.append(RECALL_CLOSE)
     return "\n".join(lines)
+
+
+def join_blocks(*blocks: str) -> str:
+    return "\n\n".join(block for block in blocks if block)
+
+
+def quoted_texts(text: str) -> set[str]:
+    """The memory texts (as rendered: clipped) inside the memproxy blocks of ``text``; anything else is ignored."""
+    found: set[str] = set()
+    inside = False
+    for line in text.splitlines():
+        if line in (CORE_OPEN, RECALL_OPEN):
+            inside = True
+        elif line in (CORE_CLOSE, RECALL_CLOSE):
+            inside = False
+        elif inside and line.startswith('- "'):
+            try:
+                value, _ = _DECODER.raw_decode(line, 2)
+            except ValueError:
+                continue
+            if isinstance(value, str):
+                found.add(value)
+    return found
+
+
+def rendered_text(text: str) -> str:
+    """A memory's text as a block shows it (what :func:`quoted_texts` returns for it)."""
+    return clip(text)
+
+
+def anticipation_query(messages: Sequence[Mapping[str, Any]], answer: str) -> str:
+    """What the next turn is likely about: the newest user message and the start of the answer to it."""
+    newest = newest_user_index(messages)
+    asked = message_text(messages[newest]).strip() if newest is not None else ""
+    return f"{asked}\n{' '.join(answer.split())[:ANTICIPATION_ANSWER_CHARS]}".strip()
 
 
 def _prepend(message: Message, block: str) -> Message:

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from adapters.routing import AdapterRouter, RoutedModel
 from adapters.registry import is_foreign_adapter
+from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
-from proxy.chat.memory_controls import read_controls
+from proxy.chat.memory_controls import MemoryControls, read_controls
+from proxy.chat.prefill import PrefillRunner, prefill_body
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
@@ -89,6 +90,7 @@ class ChatCompletionsService:
         cache_salt_secret: bytes | None = None,
         metrics: Metrics | None = None,
         adapters: AdapterRouter | None = None,
+        prefill: PrefillRunner | None = None,
     ) -> None:
         """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared).
         ``adapters`` None: per-user LoRA adapters are off (every chat goes to the model it names)."""
@@ -99,6 +101,7 @@ class ChatCompletionsService:
         self._salt_secret = cache_salt_secret
         self._metrics = metrics or Metrics()
         self._adapters = adapters
+        self.prefill = prefill or PrefillRunner()
 
     async def create(
         self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str]
@@ -128,19 +131,22 @@ class ChatCompletionsService:
             client_salt = payload.get("cache_salt")
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
+
+        def answered(answer: str, answer_id: str | None) -> None:
+            self._after_answer(identity, client_messages, prepared, controls, payload, replicas[0], answer, answer_id)
+
         if not request.stream:
             response = await self._send_routed(
                 replicas, routed, payload, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
             )
             self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
-            if prepared.remember:
-                self._remember_answer(identity, client_messages, response.content)
+            _read_answer(response.content, answered)
             media_type = response.headers.get("content-type", "application/json")
             return ChatCompletion(response.content, media_type, _headers(prepared, routed))
         transcript = StreamTranscript()
 
         async def open_stream(upstream: UpstreamClient, body: bytes) -> AsyncIterator[bytes]:
-            events = self._relay(upstream, body, transcript, identity, client_messages, prepared, started)
+            events = self._relay(upstream, body, transcript, answered, started)
             # Run up to the upstream's response headers now: a refused connection or a 4xx becomes a proper HTTP
             # error instead of a 200 stream that carries one.
             await anext(events)
@@ -182,25 +188,47 @@ class ChatCompletionsService:
                 self._metrics.failover()
         raise AssertionError("unreachable")
 
-    def _remember_answer(self, identity: Identity, messages: list[dict[str, Any]], content: bytes) -> None:
-        try:
-            data = json.loads(content)
-            answer = data["choices"][0]["message"].get("content") or ""
-            answer_id = data.get("id")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            logger.warning("upstream answer has no readable message; not remembered")
-            return
-        if isinstance(answer, str):
-            self._memory.remember_exchange(identity, messages, answer, answer_id if isinstance(answer_id, str) else None)
+    def _after_answer(
+        self,
+        identity: Identity,
+        messages: list[dict[str, Any]],
+        prepared: PreparedChat,
+        controls: MemoryControls,
+        forwarded: dict[str, Any],
+        replica: Replica,
+        answer: str,
+        answer_id: str | None,
+    ) -> None:
+        """A complete answer: remember the exchange, and prefill the next turn's anticipated memories (both in the
+        background; the response is not held for either)."""
+        if prepared.remember:
+            self._memory.remember_exchange(identity, messages, answer, answer_id)
+        if prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.prefill.has_room():
+            self.prefill.start(self._prefill_next(identity, messages, prepared, controls, forwarded, replica, answer))
+
+    async def _prefill_next(
+        self,
+        identity: Identity,
+        messages: list[dict[str, Any]],
+        prepared: PreparedChat,
+        controls: MemoryControls,
+        forwarded: dict[str, Any],
+        replica: Replica,
+        answer: str,
+    ) -> bool:
+        prefill = await self._memory.anticipate(identity, messages, prepared.messages, answer, controls)
+        if prefill is None:
+            return False
+        body = json.dumps(prefill_body(forwarded, prefill), ensure_ascii=False, separators=(",", ":")).encode()
+        await replica.client.post_json(CHAT_PATH, body)  # the user's own replica: that is where the next turn goes
+        return True
 
     async def _relay(
         self,
         upstream: UpstreamClient,
         body: bytes,
         transcript: StreamTranscript,
-        identity: Identity,
-        messages: list[dict[str, Any]],
-        prepared: PreparedChat,
+        answered: Callable[[str, str | None], None],
         started: float,
     ) -> AsyncIterator[bytes]:
         async with upstream.stream(CHAT_PATH, body) as response:
@@ -221,9 +249,9 @@ class ChatCompletionsService:
                     yield events[0].raw if len(events) == 1 else b"".join(event.raw for event in events)
                 if not transcript.done:
                     raise UpstreamUnreachable("The upstream model server ended the stream before it was complete.")
-                if prepared.remember and transcript.complete:
+                if transcript.complete:
                     # Only a whole answer is remembered: a client that left mid-stream never gets here.
-                    self._memory.remember_exchange(identity, messages, transcript.content(0), transcript.completion_id)
+                    answered(transcript.content(0), transcript.completion_id)
             except httpx.TransportError as exc:
                 error: ProxyError = translate_transport_error(exc, during="stream")
             except ProxyError as exc:
@@ -232,6 +260,18 @@ class ChatCompletionsService:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
             yield frame_sse(error.to_body()) + DONE_FRAME
+
+
+def _read_answer(content: bytes, answered: Callable[[str, str | None], None]) -> None:
+    try:
+        data = json.loads(content)
+        answer = data["choices"][0]["message"].get("content") or ""
+        answer_id = data.get("id")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        logger.warning("upstream answer has no readable message; not remembered")
+        return
+    if isinstance(answer, str):
+        answered(answer, answer_id if isinstance(answer_id, str) else None)
 
 
 def _headers(prepared: PreparedChat, routed: RoutedModel | None) -> dict[str, str]:

@@ -68,11 +68,25 @@ class RecordingUpstream:
         return self.respond(request)
 
     @property
+    def chats(self) -> list[httpx.Request]:
+        """Chat requests, in order; next-turn prefills (``continue_final_message``) are in :attr:`prefills`."""
+        return [r for r in self.requests if not _is_prefill(r)]
+
+    @property
+    def prefills(self) -> list[httpx.Request]:
+        return [r for r in self.requests if _is_prefill(r)]
+
+    @property
     def last_json(self) -> dict[str, Any]:
-        return json.loads(self.requests[-1].content)
+        """The newest chat request's body (prefills, sent in the background after answers, are not chats)."""
+        return json.loads(self.chats[-1].content)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self)
+
+
+def _is_prefill(request: httpx.Request) -> bool:
+    return b'"continue_final_message":true' in request.content
 
 
 def stream_response(chunks: list[bytes], fail_with: Exception | None = None) -> tuple[httpx.Response, ScriptedStream]:

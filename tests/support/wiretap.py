@@ -29,6 +29,11 @@ class Captured:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def is_prefill(self) -> bool:
+        """A next-turn prefill memproxy sends after an answer (proxy.chat.prefill), not a chat."""
+        return b'"continue_final_message":true' in self.body
+
 
 class Wiretap:
     def __init__(self, target: str) -> None:
@@ -59,7 +64,11 @@ class Wiretap:
                 await response.aclose()
 
     def chat_requests(self) -> list[Captured]:
-        return [c for c in self.captured if c.path.endswith("/chat/completions")]
+        """The chats forwarded, in order (next-turn prefills left out: see :meth:`prefills`)."""
+        return [c for c in self.captured if c.path.endswith("/chat/completions") and not c.is_prefill]
+
+    def prefills(self) -> list[Captured]:
+        return [c for c in self.captured if c.path.endswith("/chat/completions") and c.is_prefill]
 
 
 class ThreadedServer:

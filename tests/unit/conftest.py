@@ -7,6 +7,7 @@ import pytest
 
 from proxy.app import create_app
 from proxy.settings import Settings
+from tests.support.chat_memory import keys_file, proxy  # noqa: F401 - fixtures of the chat-memory tests
 from tests.support.upstreams import RecordingUpstream
 
 ClientFactory = Callable[..., httpx.AsyncClient]

@@ -9,79 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from memory.engine import MemoryEngine
-from proxy.app import create_app
-from proxy.auth import hash_key
 from proxy.chat.prompt_layout import clip
-from proxy.settings import Settings
+from tests.support.chat_memory import auth, chat, prompt_text, settle
 from tests.support.upstreams import chunk, sse, stream_response
-
-KEYS = {
-    "acme-svc": {"tenant": "acme", "trusted": True},
-    "acme-bob": {"tenant": "acme", "user": "bob"},
-    "globex-svc": {"tenant": "globex", "trusted": True},
-    "acme-per-user": {"tenant": "acme", "trusted": True, "cache_salt": "user"},
-}
-
-
-def auth(key: str, **headers: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}", **headers}
-
-
-def prompt_text(body: dict[str, Any]) -> str:
-    return json.dumps(body["messages"], ensure_ascii=False)
-
-
-@pytest.fixture
-def keys_file(tmp_path: Path) -> Path:
-    path = tmp_path / "keys.json"
-    path.write_text(json.dumps([{"sha256": hash_key(k), "name": k, **v} for k, v in KEYS.items()]))
-    return path
-
-
-@pytest.fixture
-async def proxy(engine, keys_file, tmp_path, upstream) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    apps = []
-
-    def build(**settings: Any) -> httpx.AsyncClient:
-        config = Settings(
-            upstream_url="http://upstream.test/v1",
-            default_model="m",
-            keys_file=keys_file,
-            data_dir=tmp_path / "proxy",
-            **settings,
-        )
-        app = create_app(config, http_client=httpx.AsyncClient(transport=upstream.transport()), memory=engine)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test")
-        apps.append((app, client))
-        return client
-
-    yield build
-    for app, client in apps:
-        await app.state.memory.drain()
-        await client.aclose()
-
-
-async def settle(client: httpx.AsyncClient, engine: MemoryEngine) -> None:
-    """Wait until the background write of the last exchange is queued, then applied."""
-    await client._transport.app.state.memory.drain()  # type: ignore[attr-defined]
-    await engine.flush()
-
-
-async def chat(client: httpx.AsyncClient, key: str, text: str, *, user: str | None = None, **extra: Any) -> httpx.Response:
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": text}], **extra}
-    if user is not None:
-        body["user"] = user
-    headers = extra.pop("headers", None) or {}
-    body.pop("headers", None)
-    return await client.post("/v1/chat/completions", json=body, headers=auth(key, **headers))
 
 
 async def test_a_fact_told_in_one_chat_is_in_the_next_chats_prompt_for_that_user_only(proxy, upstream, engine) -> None:

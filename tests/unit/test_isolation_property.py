@@ -99,7 +99,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
 def test_prompts_only_ever_carry_the_requests_own_scope(harness: Harness, requests: list[tuple[str, str, str, bool]]) -> None:
     for key, user, how, tell in requests:
         scope, own_text = harness.runner.run(harness.send(key, user, how, tell))
-        sent = json.loads(harness.upstream.requests[-1].content)
+        sent = json.loads(harness.upstream.chats[-1].content)
         injected = json.dumps(sent["messages"]).replace(json.dumps(own_text)[1:-1], "")
         for secret in SECRET.findall(injected):
             assert harness.owner[secret] == scope, f"{secret} of {harness.owner[secret]} reached {scope}"

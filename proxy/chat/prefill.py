@@ -1,0 +1,96 @@
+"""Prefilling the next turn: after an answer, the block anticipated for the next user message is sent upstream as a
+one-token request, so vLLM computes its KV (and caches it) while the user reads and types, not after they send.
+
+The prefill request is the chat request as it was forwarded (same model or adapter, same ``cache_salt``, same tools,
+so the same cache namespace and the same rendered prompt), with the answer and the anticipated block appended and
+``continue_final_message`` set: vLLM renders the block as the open start of the next user message, which is exactly
+how the next request will begin. Prefills are best effort: bounded in number, never retried, and their failures
+only logged; a missing or evicted prefill costs the next turn that prefill's time, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_DROPPED = (
+    "stream", "stream_options", "n", "logprobs", "top_logprobs", "response_format", "max_completion_tokens",
+    "tool_choice", "parallel_tool_calls", "prompt_logprobs", "echo", "best_of",
+)  # fmt: skip
+"""Fields of the forwarded body that would only cost work (or be refused) on a one-token prefill. ``tools`` stays:
+chat templates render it into the prompt."""
+
+
+def prefill_body(forwarded: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    body = {key: value for key, value in forwarded.items() if key not in _DROPPED}
+    body.update(
+        messages=list(messages),
+        max_tokens=1,
+        add_generation_prompt=False,
+        continue_final_message=True,
+    )
+    return body
+
+
+@dataclass(slots=True)
+class PrefillStats:
+    prefilled: int = 0
+    nothing_new: int = 0
+    """Answers after which recall found nothing the prompt did not already hold."""
+    skipped_busy: int = 0
+    failed: int = 0
+
+
+class PrefillRunner:
+    """Background prefills, at most ``max_in_flight`` at once (more are skipped: under load the upstream's time goes
+    to chats, and the next turn simply computes its block itself)."""
+
+    def __init__(self, max_in_flight: int = 4) -> None:
+        self._max = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = PrefillStats()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def has_room(self) -> bool:
+        if self._max > 0 and len(self._tasks) < self._max:
+            return True
+        self.stats.skipped_busy += 1
+        return False
+
+    def start(self, work: Coroutine[Any, Any, bool]) -> None:
+        """Run ``work`` (True: it prefilled; False: it had nothing to prefill) in the background."""
+        task = asyncio.get_running_loop().create_task(self._run(work), name="memproxy-prefill")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, work: Coroutine[Any, Any, bool]) -> None:
+        try:
+            if await work:
+                self.stats.prefilled += 1
+            else:
+                self.stats.nothing_new += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - best effort: the next turn computes the block itself
+            self.stats.failed += 1
+            logger.info("next-turn prefill failed: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait for the prefills running now (tests, benchmarks)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def close(self) -> None:
+        """Cancel what is still running (shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
