@@ -98,6 +98,8 @@ class MemoryGateway:
         self.log = log or InjectionLog()
         self.stats = GatewayStats()
         self._writes: set[asyncio.Task[None]] = set()
+        self.active_recalls = 0
+        """Chats recalling right now: while any is, next-turn prefills are not started (they are idle-time work)."""
 
     async def prepare(self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls) -> PreparedChat:
         if prompt_layout.is_side_request(messages, self.settings.side_request_markers):
@@ -112,6 +114,7 @@ class MemoryGateway:
             return PreparedChat(messages, "off", remember=controls.write)
         started = time.perf_counter()
         prepared = PreparedChat(messages, "ok", remember=controls.write)
+        self.active_recalls += 1
         try:
             await asyncio.wait_for(self._recall_into(identity, messages, controls, prepared), self.settings.timeout_s)
         except TimeoutError:
@@ -119,6 +122,8 @@ class MemoryGateway:
         except Exception as exc:  # memory trouble never fails a chat
             logger.warning("recall failed for %s: %s", identity.key.key_id, exc, exc_info=logger.isEnabledFor(10))
             self._degrade(prepared, messages, f"recall-error:{type(exc).__name__}")
+        finally:
+            self.active_recalls -= 1
         prepared.timings_ms["memory"] = (time.perf_counter() - started) * 1000
         self.stats.recalls += 1
         return prepared
@@ -175,7 +180,9 @@ class MemoryGateway:
                 prepared.core = (core_block or "").count("\n- ")
             if newest is not None and (hits or anticipated):
                 fresh = _within_budget(hits, self.settings.token_budget)
-                late = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in fresh])
+                late = prompt_layout.render_recalled(
+                    [(h.memory.text, h.memory.event_time) for h in fresh], continued=bool(anticipated)
+                )
                 block = prompt_layout.join_blocks(anticipated, late)
                 prepared.recalled = len(fresh) + anticipated.count("\n- ")
                 if block:

@@ -14,8 +14,8 @@ store's change log. Partitions are per scope; a search can only ever see its own
 from __future__ import annotations
 
 import math
-import sys
 import re
+import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence

@@ -4,7 +4,7 @@ No I/O, no database: each is testable on plain lists."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,34 +27,6 @@ class Candidate:
     score: float = 0.0
     tokens: frozenset[str] = field(default_factory=frozenset)
     length: int = 0
-
-
-def scale_by_max(scores: Mapping[str, float]) -> dict[str, float]:
-    """Scores divided by the best one (0..1); empty or all-zero input gives zeros."""
-    top = max(scores.values(), default=0.0)
-    if top <= 0:
-        return {key: 0.0 for key in scores}
-    return {key: max(value, 0.0) / top for key, value in scores.items()}
-
-
-def cosine_to_unit(similarity: float, floor: float = 0.0) -> float:
-    """Map a cosine similarity onto 0..1 with everything at or below ``floor`` counted as 0."""
-    return max(0.0, (similarity - floor) / (1.0 - floor)) if floor < 1.0 else 0.0
-
-
-def merge_candidates(
-    dense: Mapping[str, float], lexical: Mapping[str, float], graph: Mapping[str, float]
-) -> dict[str, Candidate]:
-    """One candidate per memory id with its first-stage signals (each already scaled to 0..1)."""
-    merged: dict[str, Candidate] = {}
-    for memory_id in {*dense, *lexical, *graph}:
-        merged[memory_id] = Candidate(
-            memory_id,
-            dense=dense.get(memory_id, 0.0),
-            lexical=lexical.get(memory_id, 0.0),
-            graph=graph.get(memory_id, 0.0),
-        )
-    return merged
 
 
 def first_stage_score(candidate: Candidate, weights: Weights) -> float:

@@ -12,6 +12,7 @@ from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
 from memory.models import Memory, Scope, now
 from memory.recall import rankers
+from memory.recall.first_stage import FirstStage
 from memory.recall.lexical import LexicalIndex, tokenize
 from memory.recall.presets import RecallPreset
 from memory.vectors.base import VectorIndex
@@ -60,18 +61,18 @@ class Recaller:
         lexical_hits = self._lexical.search(scope, query, preset.lexical_k)
         dense_hits = await search
 
-        dense = {memory_id: rankers.cosine_to_unit(sim, preset.dense_floor) for memory_id, sim in dense_hits}
-        lexical = rankers.scale_by_max(dict(lexical_hits))
-        candidates = rankers.merge_candidates(dense, lexical, {})
-        for candidate in candidates.values():
-            candidate.score = rankers.first_stage_score(candidate, preset.weights)
+        first = FirstStage(dense_hits, lexical_hits, dense_floor=preset.dense_floor, weights=preset.weights)
+        if preset.graph_seeds > 0 and len(first):
+            seeds = first.best(preset.graph_seeds)
+            reached = await self._store.neighbours(
+                scope, [first.ids[row] for row in seeds], max_hops=preset.graph_hops, types=preset.graph_types
+            )
+            first.add_graph(reached, float(first.score[seeds[0]]) or 1.0)
+        if preset.weights.episode > 0 and preset.episode_gap_s > 0 and len(first):
+            # The candidates' times are kept by the lexical index: no store read.
+            first.add_episodes(self._lexical.times(scope, first.ids), preset.episode_gap_s)
 
-        if preset.graph_seeds > 0 and candidates:
-            await self._expand_graph(scope, candidates, preset)
-        if preset.weights.episode > 0 and preset.episode_gap_s > 0 and candidates:
-            self._add_episodes(scope, candidates, preset)
-
-        shortlist = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.rescore_k]
+        shortlist = [first.candidate(row) for row in first.best(preset.rescore_k)]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
         scored: list[rankers.Candidate] = []
         for candidate in shortlist:
@@ -117,27 +118,3 @@ class Recaller:
             )
             for c in chosen
         ]
-
-    async def _expand_graph(self, scope: Scope, candidates: dict[str, rankers.Candidate], preset: RecallPreset) -> None:
-        seeds = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[: preset.graph_seeds]
-        reached = await self._store.neighbours(
-            scope, [c.memory_id for c in seeds], max_hops=preset.graph_hops, types=preset.graph_types
-        )
-        best_seed = max((c.score for c in seeds), default=0.0) or 1.0
-        for memory_id, strength in reached.items():
-            candidate = candidates.get(memory_id)
-            if candidate is None:
-                candidate = candidates[memory_id] = rankers.Candidate(memory_id)
-            # A neighbour inherits relevance from the seeds, scaled by the edge strength.
-            candidate.graph = max(candidate.graph, min(1.0, strength) * min(1.0, best_seed))
-            candidate.score = rankers.first_stage_score(candidate, preset.weights)
-
-    def _add_episodes(self, scope: Scope, candidates: dict[str, rankers.Candidate], preset: RecallPreset) -> None:
-        """Each candidate's episode signal from the candidates' times (kept by the lexical index: no store read)."""
-        ordered = list(candidates.values())
-        times = self._lexical.times(scope, [c.memory_id for c in ordered])
-        best = rankers.episode_best([c.score for c in ordered], times, preset.episode_gap_s)
-        weight = preset.weights.episode
-        for candidate, value in zip(ordered, best.tolist(), strict=True):
-            candidate.episode = value
-            candidate.score += weight * value  # the score held no episode part yet

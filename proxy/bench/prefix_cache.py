@@ -6,6 +6,8 @@ One 10-turn conversation is replayed, turn by turn, through three proxies in fro
 - ``memproxy``: memory on, the cache-aware layout (core block after the system prompt, per-turn recalled block in
   the newest user message, earlier turns' blocks repeated byte for byte), with the next turn's anticipated block
   prefilled after each answer;
+- ``memproxy_prefetch_only``: the same with ``recall_late_top_k=0``: each turn carries only what was anticipated
+  and prefilled after the previous answer, nothing recalled while the user waits;
 - ``naive``: memory on, recalled memories at the top of the system prompt;
 - ``no_memory``: memory off (the time-to-first-token baseline).
 
@@ -38,7 +40,8 @@ import httpx
 from proxy.bench.processes import VLLM_MODEL, ServerProcess, VllmServer, free_port, metric_sum
 from proxy.bench.stack import proxy_process
 
-ARMS = ("memproxy", "naive", "no_memory")
+ARMS = ("memproxy", "memproxy_prefetch_only", "naive", "no_memory")
+MEMPROXY_ARMS = ("memproxy", "memproxy_prefetch_only")
 HITS = "vllm:prefix_cache_hits_total"
 QUERIES = "vllm:prefix_cache_queries_total"
 USER = "bench-user"
@@ -129,6 +132,7 @@ def start_proxy(arm: str, data_dir: Path, upstream_url: str, model: str, log: Pa
     process = proxy_process(
         upstream_url, data_dir, log, memory=arm != "no_memory", start_timeout_s=120,
         default_model=model, prompt_layout="naive" if arm == "naive" else "cache-aware",
+        **({"recall_late_top_k": "0"} if arm == "memproxy_prefetch_only" else {}),
     )
     return process.start()
 
@@ -188,7 +192,7 @@ def replay(vllm_metrics: httpx.Client, proxies: dict[str, str], args: argparse.N
                 queries = metric_sum(after, QUERIES) - metric_sum(before, QUERIES)
                 history.append({"role": "assistant", "content": answer})
                 prefill: dict[str, Any] = {}
-                if arm == "memproxy":
+                if arm in MEMPROXY_ARMS:
                     waited = wait_for_prefill(clients[arm], turn + 1)
                     done = vllm_metrics.get("/metrics").text
                     computed = (metric_sum(done, QUERIES) - metric_sum(after, QUERIES)) - (
@@ -250,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
                 vllm.stop()
     report = summarise(per_turn)
     report["settings"] = {k: getattr(args, k) for k in ("turns", "memories", "system_tokens", "max_tokens", "model")}
-    for arm in ("memproxy", "naive"):
+    for arm in (*MEMPROXY_ARMS, "naive"):
         if not any(t["recalled"] for t in report[arm]["turns"]):
             raise SystemExit(f"the {arm} arm recalled nothing: the benchmark would not measure memory")
     print(json.dumps(report, indent=2) if args.json else format_table(report))

@@ -203,7 +203,9 @@ class ChatCompletionsService:
         background; the response is not held for either)."""
         if prepared.remember:
             self._memory.remember_exchange(identity, messages, answer, answer_id)
-        if prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.prefill.has_room():
+        if prepared.status != "ok" or not answer.strip() or not self._memory.anticipates:
+            return
+        if self.prefill.has_room(busy=self._memory.active_recalls > 0):
             self.prefill.start(self._prefill_next(identity, messages, prepared, controls, forwarded, replica, answer))
 
     async def _prefill_next(

@@ -85,6 +85,7 @@ async def test_a_full_runner_skips_and_a_failure_is_only_counted() -> None:
     await runner.drain()
     assert runner.stats.failed == 1 and runner.stats.skipped_busy == 1 and runner.in_flight == 0
     assert not PrefillRunner(max_in_flight=0).has_room()
+    assert not runner.has_room(busy=True)  # chats are recalling: idle-time work waits for another answer
 
 
 # --- through the proxy --------------------------------------------------------------------------------------------
@@ -142,7 +143,9 @@ async def test_the_next_turns_memories_are_prefilled_and_open_the_next_message(p
     assert chat_two[:-1] == body["messages"][:-1]
     newest = chat_two[-1]["content"]
     assert newest.startswith(anticipated + "\n\n")  # byte for byte: vLLM has this prefix cached
-    assert "baker" in newest[len(anticipated):]  # late recall for the newest message, after the prefilled part
+    late = newest[len(anticipated):]
+    assert "baker" in late  # late recall for the newest message, after the prefilled part
+    assert late.count(RECALL_OPEN) == 1 and "Possibly relevant" not in late  # fenced, no second preamble
     assert newest.endswith("What is my job again?")
     assert response.headers["x-memproxy-recalled"] == "2"
 

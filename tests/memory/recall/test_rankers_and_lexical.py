@@ -103,7 +103,6 @@ def test_budget_recency_and_scaling() -> None:
     day = rankers.SECONDS_PER_DAY
     assert rankers.recency(0.0, 30 * day, 30) == pytest.approx(0.5)
     assert rankers.recency(None, 0, 30) == 0.0
-    assert rankers.scale_by_max({"x": 2.0, "y": 1.0}) == {"x": 1.0, "y": 0.5}
     assert rankers.use_signal(0) == 0.0 and rankers.use_signal(100) == 1.0
     assert rankers.estimate_tokens("札幌に住んでいます") == 9
 

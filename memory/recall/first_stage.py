@@ -1,0 +1,100 @@
+"""The first stage of recall as numpy columns: every candidate from the vector index and BM25, with its dense,
+lexical, graph and episode signals and the weighted score, before anything is fetched from the store.
+
+A few hundred candidates per recall are scored here; only the shortlist (``rescore_k``) becomes
+:class:`~memory.recall.rankers.Candidate` objects. Keeping the columns in arrays instead of one Python object per
+candidate takes about a millisecond off every recall at 100k memories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from memory.recall import rankers
+from memory.recall.presets import Weights
+
+
+class FirstStage:
+    def __init__(
+        self,
+        dense_hits: Sequence[tuple[str, float]],
+        lexical_hits: Sequence[tuple[str, float]],
+        *,
+        dense_floor: float,
+        weights: Weights,
+    ) -> None:
+        """``dense_hits``: (id, cosine similarity); ``lexical_hits``: (id, BM25 score > 0). Dense is mapped onto 0..1
+        above ``dense_floor``; lexical is scaled by the best score."""
+        self.weights = weights
+        self.ids: list[str] = [memory_id for memory_id, _ in dense_hits]
+        self.row: dict[str, int] = {memory_id: row for row, memory_id in enumerate(self.ids)}
+        extra = [memory_id for memory_id, _ in lexical_hits if memory_id not in self.row]
+        for memory_id in extra:
+            self.row[memory_id] = len(self.ids)
+            self.ids.append(memory_id)
+        n = len(self.ids)
+        self.dense = np.zeros(n, dtype=np.float64)
+        if dense_hits and dense_floor < 1.0:
+            similarity = np.fromiter((s for _, s in dense_hits), dtype=np.float64, count=len(dense_hits))
+            self.dense[: len(dense_hits)] = np.maximum(0.0, (similarity - dense_floor) / (1.0 - dense_floor))
+        self.lexical = np.zeros(n, dtype=np.float64)
+        if lexical_hits:
+            rows = np.fromiter((self.row[m] for m, _ in lexical_hits), dtype=np.int64, count=len(lexical_hits))
+            values = np.fromiter((s for _, s in lexical_hits), dtype=np.float64, count=len(lexical_hits))
+            top = values.max()
+            if top > 0:
+                self.lexical[rows] = np.maximum(values, 0.0) / top
+        self.graph = np.zeros(n, dtype=np.float64)
+        self.episode = np.zeros(n, dtype=np.float64)
+        self.score = weights.dense * self.dense + weights.lexical * self.lexical
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def best(self, k: int) -> list[int]:
+        """Rows of the ``k`` best scores, best first."""
+        if k <= 0 or not self.ids:
+            return []
+        if k < len(self.ids):
+            rows = np.argpartition(-self.score, k - 1)[:k]
+        else:
+            rows = np.arange(len(self.ids))
+        return rows[np.argsort(-self.score[rows], kind="stable")].tolist()
+
+    def add_graph(self, reached: Mapping[str, float], seed_score: float) -> None:
+        """Memories reached from the seeds through edges of ``strength``: each inherits relevance from the best seed
+        (``seed_score``), scaled by the strength. A memory not yet a candidate becomes one."""
+        if not reached:
+            return
+        new = [memory_id for memory_id in reached if memory_id not in self.row]
+        if new:
+            for memory_id in new:
+                self.row[memory_id] = len(self.ids)
+                self.ids.append(memory_id)
+            pad = np.zeros(len(new), dtype=np.float64)
+            self.dense, self.lexical, self.graph, self.episode, self.score = (
+                np.concatenate([column, pad]) for column in (self.dense, self.lexical, self.graph, self.episode, self.score)
+            )
+        rows = np.fromiter((self.row[m] for m in reached), dtype=np.int64, count=len(reached))
+        strength = np.fromiter(reached.values(), dtype=np.float64, count=len(reached))
+        inherited = np.minimum(1.0, strength) * min(1.0, seed_score)
+        before = self.graph[rows]
+        self.graph[rows] = np.maximum(before, inherited)
+        self.score[rows] += self.weights.graph * (self.graph[rows] - before)
+
+    def add_episodes(self, times: np.ndarray, gap_s: float) -> None:
+        """The episode signal from the candidates' times (see :func:`rankers.episode_best`)."""
+        self.episode = rankers.episode_best(self.score, times, gap_s)
+        self.score = self.score + self.weights.episode * self.episode
+
+    def candidate(self, row: int) -> rankers.Candidate:
+        return rankers.Candidate(
+            self.ids[row],
+            dense=float(self.dense[row]),
+            lexical=float(self.lexical[row]),
+            graph=float(self.graph[row]),
+            episode=float(self.episode[row]),
+            score=float(self.score[row]),
+        )
