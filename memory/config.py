@@ -55,10 +55,7 @@ class MemoryConfig(BaseModel):
         None, description="A local sentence-transformers folder; None = the bundled all-MiniLM-L6-v2."
     )
     vector_dim: int = Field(384, ge=8, description="The embedding model's dimension (checked at start).")
-    embedding_threads: int = Field(1, ge=1, description="Threads for bulk embedding (write jobs).")
-    embedding_query_threads: int = Field(
-        2, ge=1, description="Threads for query-sized calls (ONNX embedder): a recall's query embeds 1.4x faster on 2."
-    )
+    embedding_threads: int = Field(1, ge=1)
     model_cache: Path | None = Field(
         None, description="Where the exported ONNX model is cached; None = ~/.cache/memproxy/onnx (shared)."
     )

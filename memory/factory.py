@@ -14,12 +14,7 @@ def build_embedder(config: MemoryConfig) -> Embedder:
     if config.embedder == "onnx":
         from memory.embedding.onnx import OnnxEmbedder
 
-        return OnnxEmbedder(
-            config.embedding_model,
-            cache_dir=config.model_cache_dir,
-            threads=config.embedding_threads,
-            query_threads=config.embedding_query_threads,
-        )
+        return OnnxEmbedder(config.embedding_model, cache_dir=config.model_cache_dir, threads=config.embedding_threads)
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(config.embedding_model, threads=config.embedding_threads)

@@ -37,6 +37,10 @@ class _Request:
     done: int = 0
 
 
+_Batch = list[tuple[_Request, int, int]]
+"""One model call's share of each request: (request, first text, end)."""
+
+
 class MicroBatcher:
     """Merges concurrent requests into model calls of at most ``max_batch`` texts, run on ``executor``.
 
@@ -68,7 +72,14 @@ class MicroBatcher:
         request = _Request(texts, loop.create_future())
         self._queue.append(request)
         if self._drain is None or self._drain.done():
-            self._drain = loop.create_task(self._drain_queue(), name="embedding-batcher")
+            started = None
+            if self._max_wait == 0:
+                # Idle and nothing to wait for: hand the first call to the worker now, not a loop iteration or two
+                # later, so that work the caller does next on the loop (recall's BM25) overlaps the model.
+                batch = self._take_batch()
+                texts_now = [text for req, start, end in batch for text in req.texts[start:end]]
+                started = (batch, loop.run_in_executor(self._executor, self._encode, texts_now))
+            self._drain = loop.create_task(self._drain_queue(started), name="embedding-batcher")
         elif self._drain.get_loop() is not loop:
             self._queue.remove(request)
             raise RuntimeError("a MicroBatcher is used from one event loop at a time")
@@ -79,10 +90,24 @@ class MicroBatcher:
         while self._drain is not None and not self._drain.done():
             await asyncio.shield(self._drain)
 
-    async def _drain_queue(self) -> None:
-        # Let callers started in the same loop iteration (asyncio.gather, other tasks) join the first call.
-        await asyncio.sleep(self._max_wait)
+    async def _drain_queue(self, started: tuple[_Batch, asyncio.Future[np.ndarray]] | None) -> None:
         loop = asyncio.get_running_loop()
+        if started is not None:
+            batch, call = started
+            try:
+                rows = await call
+            except Exception as exc:  # noqa: BLE001 - as below
+                if len(batch) == 1:
+                    self._fail(batch[0][0], exc)
+                else:
+                    await self._retry_alone(loop, batch)
+            else:
+                self.calls += 1
+                self.texts += len(rows)
+                self._deliver(batch, rows)
+        else:
+            # Let callers started in the same loop iteration (asyncio.gather, other tasks) join the first call.
+            await asyncio.sleep(self._max_wait)
         while self._queue:
             batch = self._take_batch()
             if not batch:

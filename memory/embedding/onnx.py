@@ -25,13 +25,8 @@ from memory.embedding.onnx_export import cached_export
 
 
 class OnnxEmbedder(BatchedEmbedder):
-    """``threads`` is onnxruntime's intra-op thread count for bulk calls; all work runs in one dedicated worker
-    thread, with concurrent calls micro-batched (see :class:`MicroBatcher`).
-
-    Calls of at most ``query_batch`` texts (a recall's query, a few concurrent ones merged) run on a second session
-    of the same model with ``query_threads`` threads: on this 2-core machine one query takes 1.7 ms on two threads
-    against 2.4 ms on one (p50, int8 MiniLM). Bulk calls (write jobs) keep to ``threads`` so that they leave the
-    other core to the event loop. Both sessions run only in the worker thread, never at once."""
+    """``threads`` is onnxruntime's intra-op thread count; all work runs in one dedicated worker thread, with
+    concurrent calls micro-batched (see :class:`MicroBatcher`)."""
 
     def __init__(
         self,
@@ -42,8 +37,6 @@ class OnnxEmbedder(BatchedEmbedder):
         threads: int = 1,
         batch_size: int = 8,
         max_wait: float = 0.0,
-        query_threads: int = 2,
-        query_batch: int = 2,
     ) -> None:
         """``batch_size`` caps one model call. On one core the int8 model's cost per text is nearly flat from 4
         texts up (277 texts/s at 4-8, 250 at 16-64, 221 one by one), while every caller in a merged call waits for
@@ -54,11 +47,12 @@ class OnnxEmbedder(BatchedEmbedder):
         self.dim = self._folder.dim
         self.model_file = cached_export(self._folder, digest, Path(cache_dir), quantize=quantize)
         self._tokenizer, self._pad_id = _load_tokenizer(self._folder)
-        self._session = _session(self.model_file, threads)
-        self._query_session = (
-            _session(self.model_file, query_threads) if query_threads != threads and query_batch > 0 else self._session
-        )
-        self._query_batch = query_batch
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._batch_size = batch_size
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder")
@@ -73,13 +67,12 @@ class OnnxEmbedder(BatchedEmbedder):
         # Similar lengths together, as sentence-transformers does: less padding per model call.
         order = np.argsort([-len(ids) for ids in encodings], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        session = self._query_session if len(texts) <= self._query_batch else self._session
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            out[chunk] = self._run(session, [encodings[i] for i in chunk])
+            out[chunk] = self._run([encodings[i] for i in chunk])
         return out
 
-    def _run(self, session: ort.InferenceSession, encodings: list[list[int]]) -> np.ndarray:
+    def _run(self, encodings: list[list[int]]) -> np.ndarray:
         width = max(len(ids) for ids in encodings)
         input_ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
@@ -87,17 +80,8 @@ class OnnxEmbedder(BatchedEmbedder):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": np.zeros_like(input_ids)}
-        (token_embeddings,) = session.run(None, {name: feeds[name] for name in self._inputs})
+        (token_embeddings,) = self._session.run(None, {name: feeds[name] for name in self._inputs})
         return normalise_rows(pool(token_embeddings, attention_mask, self._folder.pooling))
-
-
-def _session(model_file: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
 
 
 def _load_tokenizer(folder: ModelFolder) -> tuple[Tokenizer, int]:

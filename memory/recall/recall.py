@@ -53,8 +53,8 @@ class Recaller:
         if not query.strip() or preset.top_k <= 0:
             return []
         at = now() if at is None else at
-        # The query embeds on both cores (see OnnxEmbedder), then the vector search runs in the index's worker
-        # thread while BM25 runs here: 1 ms less than BM25 beside a one-core embedding, the search after both.
+        # The query is embedded first (BM25 beside it slows both: they contend for the interpreter), then the
+        # vector search runs in the index's worker thread while BM25 runs here.
         query_vector = await self._embedder.embed_one(query)
         search = asyncio.ensure_future(self._vectors.search(scope, query_vector, preset.dense_k))
         await asyncio.sleep(0)  # let the search task hand its work to the index's thread before BM25 takes this one

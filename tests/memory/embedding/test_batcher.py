@@ -149,3 +149,20 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(executor: ThreadPo
 async def test_empty_requests_are_refused(executor: ThreadPoolExecutor) -> None:
     with pytest.raises(ValueError, match="nothing to embed"):
         await MicroBatcher(Model(), executor).run([])
+
+
+async def test_an_idle_batcher_hands_the_first_call_to_the_worker_at_once(executor) -> None:
+    """The caller's next work on the event loop overlaps the model: the call is in the worker before the loop runs
+    anything else (no drain task has to be scheduled first)."""
+    started = threading.Event()
+
+    def model(texts: list[str]) -> np.ndarray:
+        started.set()
+        return np.stack([vector(t) for t in texts])
+
+    batcher = MicroBatcher(model, executor)
+    call = asyncio.get_running_loop().create_task(batcher.run(["query"]))
+    await asyncio.sleep(0)  # the caller's coroutine runs up to its await; nothing else has had a turn
+    assert started.wait(2.0)
+    assert np.allclose((await call)[0], vector("query"))
+    assert batcher.calls == 1 and batcher.texts == 1
