@@ -100,6 +100,8 @@ class MemoryGateway:
         self._writes: set[asyncio.Task[None]] = set()
         self.active_recalls = 0
         """Chats recalling right now: while any is, next-turn prefills are not started (they are idle-time work)."""
+        self.recalls_started = 0
+        """Chats that have started recalling since the start (a prefill starts only if none did while it waited)."""
 
     async def prepare(self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls) -> PreparedChat:
         if prompt_layout.is_side_request(messages, self.settings.side_request_markers):
@@ -115,6 +117,7 @@ class MemoryGateway:
         started = time.perf_counter()
         prepared = PreparedChat(messages, "ok", remember=controls.write)
         self.active_recalls += 1
+        self.recalls_started += 1
         try:
             await asyncio.wait_for(self._recall_into(identity, messages, controls, prepared), self.settings.timeout_s)
         except TimeoutError:
@@ -245,10 +248,9 @@ class MemoryGateway:
         query = prompt_layout.anticipation_query(messages, answer)
         if top_k <= 0 or not query:
             return None
-        in_prompt = InPrompt(
-            _shown(*(prompt_layout.message_text(message) for message in laid_out)),
-            turn_digests(identity.scope, messages),
-        )
+        answered = {"role": "assistant", "content": answer}
+        digests = turn_digests(identity.scope, [*messages, answered])
+        in_prompt = InPrompt(_shown(*(prompt_layout.message_text(message) for message in laid_out)), digests)
         hits = await asyncio.wait_for(
             self.engine.recall(
                 query, identity.user, top_k, preset=controls.preset or self.settings.preset,
@@ -260,8 +262,7 @@ class MemoryGateway:
         block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in fresh])
         if not block:
             return None
-        answered = {"role": "assistant", "content": answer}
-        self.log.put(turn_digests(identity.scope, [*messages, answered])[-1], block, NEXT_SLOT)
+        self.log.put(digests[-1], block, NEXT_SLOT)
         return [*(dict(message) for message in laid_out), answered, {"role": "user", "content": block}]
 
     def remember_exchange(

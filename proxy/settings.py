@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     prefill_max_in_flight: int = Field(
         4, ge=0, description="Most next-turn prefills running at once (more are skipped); 0 = never prefill."
     )
+    prefill_delay_ms: float = Field(
+        250.0, ge=0, description="A next-turn prefill starts only after this long without a new chat on the proxy "
+        "(idle-time work: on a busy proxy it is skipped).",
+    )
     core_memory_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
     side_request_markers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["### Task:"],

@@ -179,15 +179,31 @@ class MicroBatcher:
 
 
 class BatchedEmbedder(Embedder):
-    """The shared half of every local embedder: a synchronous :meth:`encode` run in one dedicated worker thread,
-    with concurrent ``embed`` calls micro-batched. A backend builds its model, then calls :meth:`_start_batching`."""
+    """The shared half of every local embedder: a synchronous :meth:`encode` run in a dedicated worker thread,
+    with concurrent ``embed`` calls micro-batched. A backend builds its model, then calls :meth:`_start_batching`.
+
+    With a ``query_executor``, :meth:`embed_one` (recall's query) has a lane of its own: a second worker thread
+    and batcher over the same model, so a query never waits behind a write job's texts being embedded (3-5 ms
+    a chunk here). The backend's :meth:`encode` must then be safe to call from two threads at once."""
 
     _executor: ThreadPoolExecutor
     _batcher: MicroBatcher
+    _query_executor: ThreadPoolExecutor | None = None
+    _query_batcher: MicroBatcher | None = None
 
-    def _start_batching(self, executor: ThreadPoolExecutor, *, max_batch: int, max_wait: float) -> None:
+    def _start_batching(
+        self,
+        executor: ThreadPoolExecutor,
+        *,
+        max_batch: int,
+        max_wait: float,
+        query_executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._executor = executor
         self._batcher = MicroBatcher(self.encode, executor, max_batch=max_batch, max_wait=max_wait)
+        if query_executor is not None:
+            self._query_executor = query_executor
+            self._query_batcher = MicroBatcher(self.encode, query_executor, max_batch=max_batch, max_wait=max_wait)
 
     @property
     def batcher(self) -> MicroBatcher:
@@ -198,9 +214,16 @@ class BatchedEmbedder(Embedder):
             return np.zeros((0, self.dim), dtype=np.float32)
         return await self._batcher.run(texts)
 
+    async def embed_one(self, text: str) -> np.ndarray:
+        batcher = self._query_batcher or self._batcher
+        return (await batcher.run([text]))[0]
+
     async def close(self) -> None:
         await self._batcher.wait_idle()
         self._executor.shutdown(wait=True)
+        if self._query_batcher is not None and self._query_executor is not None:
+            await self._query_batcher.wait_idle()
+            self._query_executor.shutdown(wait=True)
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -56,7 +56,9 @@ class OnnxEmbedder(BatchedEmbedder):
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._batch_size = batch_size
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder")
-        self._start_batching(executor, max_batch=batch_size, max_wait=max_wait)
+        # Queries get their own lane (see BatchedEmbedder): onnxruntime sessions and tokenizers run concurrently.
+        queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-query")
+        self._start_batching(executor, max_batch=batch_size, max_wait=max_wait, query_executor=queries)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +51,11 @@ class PrefillRunner:
     is idle-time work (the user reading and typing). Under load the proxy's and the upstream's time goes to chats,
     and a next turn whose prefill was skipped simply computes its block itself."""
 
-    def __init__(self, max_in_flight: int = 4) -> None:
+    def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25) -> None:
+        """``delay_s``: how long the proxy must stay free of new chats after an answer before its prefill starts
+        (see :meth:`idle_for`); a reader takes far longer than this to type the next message."""
         self._max = max_in_flight
+        self.delay_s = delay_s
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = PrefillStats()
 
@@ -68,17 +71,29 @@ class PrefillRunner:
         self.stats.skipped_busy += 1
         return False
 
-    def start(self, work: Coroutine[Any, Any, bool]) -> None:
-        """Run ``work`` (True: it prefilled; False: it had nothing to prefill) in the background."""
+    async def idle_for(self, activity: Callable[[], int]) -> bool:
+        """Wait ``delay_s``; True if ``activity`` (a count of chats started) did not move meanwhile. A prefill on a
+        busy proxy would take CPU (its recall) and upstream time from chats that are waiting."""
+        before = activity()
+        await asyncio.sleep(self.delay_s)
+        if activity() != before:
+            self.stats.skipped_busy += 1
+            return False
+        return True
+
+    def start(self, work: Coroutine[Any, Any, bool | None]) -> None:
+        """Run ``work`` (True: it prefilled; False: it had nothing to prefill; None: it stood down for chats) in
+        the background."""
         task = asyncio.get_running_loop().create_task(self._run(work), name="memproxy-prefill")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, work: Coroutine[Any, Any, bool]) -> None:
+    async def _run(self, work: Coroutine[Any, Any, bool | None]) -> None:
         try:
-            if await work:
+            outcome = await work
+            if outcome:
                 self.stats.prefilled += 1
-            else:
+            elif outcome is not None:
                 self.stats.nothing_new += 1
         except asyncio.CancelledError:
             raise

@@ -217,7 +217,9 @@ class ChatCompletionsService:
         forwarded: dict[str, Any],
         replica: Replica,
         answer: str,
-    ) -> bool:
+    ) -> bool | None:
+        if not await self.prefill.idle_for(lambda: self._memory.recalls_started):
+            return None
         prefill = await self._memory.anticipate(identity, messages, prepared.messages, answer, controls)
         if prefill is None:
             return False

@@ -9,6 +9,7 @@ tests/integration/test_memory_loop.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -86,6 +87,21 @@ async def test_a_full_runner_skips_and_a_failure_is_only_counted() -> None:
     assert runner.stats.failed == 1 and runner.stats.skipped_busy == 1 and runner.in_flight == 0
     assert not PrefillRunner(max_in_flight=0).has_room()
     assert not runner.has_room(busy=True)  # chats are recalling: idle-time work waits for another answer
+
+
+async def test_a_prefill_stands_down_when_a_chat_arrives_while_it_waits() -> None:
+    runner = PrefillRunner(delay_s=0.05)
+    chats = [0]
+    assert await runner.idle_for(lambda: chats[0])  # nothing happened: idle
+
+    async def chat_arrives() -> None:
+        await asyncio.sleep(0.01)
+        chats[0] += 1
+
+    arrival = asyncio.ensure_future(chat_arrives())
+    assert not await runner.idle_for(lambda: chats[0])
+    await arrival
+    assert runner.stats.skipped_busy == 1
 
 
 # --- through the proxy --------------------------------------------------------------------------------------------

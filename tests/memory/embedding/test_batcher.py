@@ -166,3 +166,32 @@ async def test_an_idle_batcher_hands_the_first_call_to_the_worker_at_once(execut
     assert started.wait(2.0)
     assert np.allclose((await call)[0], vector("query"))
     assert batcher.calls == 1 and batcher.texts == 1
+
+
+async def test_a_query_does_not_wait_behind_a_bulk_embedding() -> None:
+    """The query lane: while a slow bulk call runs in the embedder's worker, embed_one is served by its own."""
+    from memory.embedding.batcher import BatchedEmbedder
+
+    release = threading.Event()
+
+    class Slow(BatchedEmbedder):
+        dim, name = DIM, "slow"
+
+        def __init__(self) -> None:
+            self._start_batching(
+                ThreadPoolExecutor(1, "bulk"), max_batch=8, max_wait=0.0, query_executor=ThreadPoolExecutor(1, "query")
+            )
+
+        def encode(self, texts) -> np.ndarray:
+            if len(texts) > 1:
+                release.wait(5.0)  # a long write job
+            return np.stack([vector(t) for t in texts])
+
+    embedder = Slow()
+    bulk = asyncio.ensure_future(embedder.embed(["a", "b", "c"]))
+    await asyncio.sleep(0.05)
+    query = await asyncio.wait_for(embedder.embed_one("what is my dog called?"), 2.0)
+    assert np.allclose(query, vector("what is my dog called?")) and not bulk.done()
+    release.set()
+    assert (await bulk).shape == (3, DIM)
+    await embedder.close()
