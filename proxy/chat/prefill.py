@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 _DROPPED = (
     "stream", "stream_options", "n", "logprobs", "top_logprobs", "response_format", "max_completion_tokens",
-    "tool_choice", "parallel_tool_calls", "prompt_logprobs", "echo", "best_of",
+    "tool_choice", "parallel_tool_calls", "prompt_logprobs", "echo", "best_of", "min_tokens", "guided_json",
+    "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
 )  # fmt: skip
 """Fields of the forwarded body that would only cost work (or be refused) on a one-token prefill. ``tools`` stays:
 chat templates render it into the prompt."""

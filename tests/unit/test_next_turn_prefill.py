@@ -64,7 +64,7 @@ def test_prefill_body_keeps_what_shapes_the_prompt_and_drops_the_rest() -> None:
     forwarded = {
         "model": "m", "messages": [], "cache_salt": "s", "tools": [{"type": "function"}], "stream": True,
         "stream_options": {"include_usage": True}, "n": 3, "response_format": {"type": "json_object"},
-        "max_completion_tokens": 900, "temperature": 0.2,
+        "max_completion_tokens": 900, "temperature": 0.2, "min_tokens": 5, "guided_json": {"type": "object"},
     }  # fmt: skip
     body = prefill_body(forwarded, [{"role": "user", "content": "block"}])
     assert body == {
