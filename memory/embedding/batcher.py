@@ -72,14 +72,13 @@ class MicroBatcher:
         request = _Request(texts, loop.create_future())
         self._queue.append(request)
         if self._drain is None or self._drain.done():
-            started = None
+            first = None
             if self._max_wait == 0:
                 # Idle and nothing to wait for: hand the first call to the worker now, not a loop iteration or two
                 # later, so that work the caller does next on the loop (recall's BM25) overlaps the model.
                 batch = self._take_batch()
-                texts_now = [text for req, start, end in batch for text in req.texts[start:end]]
-                started = (batch, loop.run_in_executor(self._executor, self._encode, texts_now))
-            self._drain = loop.create_task(self._drain_queue(started), name="embedding-batcher")
+                first = (batch, self._submit(loop, batch))
+            self._drain = loop.create_task(self._drain_queue(first), name="embedding-batcher")
         elif self._drain.get_loop() is not loop:
             self._queue.remove(request)
             raise RuntimeError("a MicroBatcher is used from one event loop at a time")
@@ -90,61 +89,55 @@ class MicroBatcher:
         while self._drain is not None and not self._drain.done():
             await asyncio.shield(self._drain)
 
-    async def _drain_queue(self, started: tuple[_Batch, asyncio.Future[np.ndarray]] | None) -> None:
+    async def _drain_queue(self, first: tuple[_Batch, asyncio.Future[np.ndarray]] | None) -> None:
         loop = asyncio.get_running_loop()
-        if started is not None:
-            batch, call = started
-            try:
-                rows = await call
-            except Exception as exc:  # noqa: BLE001 - as below
-                if len(batch) == 1:
-                    self._fail(batch[0][0], exc)
-                else:
-                    await self._retry_alone(loop, batch)
-            else:
-                self.calls += 1
-                self.texts += len(rows)
-                self._deliver(batch, rows)
+        if first is not None:
+            await self._settle(loop, *first)
         else:
             # Let callers started in the same loop iteration (asyncio.gather, other tasks) join the first call.
             await asyncio.sleep(self._max_wait)
         while self._queue:
             batch = self._take_batch()
-            if not batch:
-                continue
-            texts = [text for request, start, end in batch for text in request.texts[start:end]]
-            try:
-                rows = await self._call(loop, texts)
-            except Exception as exc:  # noqa: BLE001 - handed to the callers, who see it as their own failure
-                if len(batch) == 1:
-                    self._fail(batch[0][0], exc)
-                else:
-                    await self._retry_alone(loop, batch)
-                continue
-            self._deliver(batch, rows)
+            if batch:
+                await self._settle(loop, batch, self._submit(loop, batch))
 
-    async def _call(self, loop: asyncio.AbstractEventLoop, texts: list[str]) -> np.ndarray:
-        rows = await loop.run_in_executor(self._executor, self._encode, texts)
+    def _submit(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> asyncio.Future[np.ndarray]:
+        texts = [text for request, start, end in batch for text in request.texts[start:end]]
+        return loop.run_in_executor(self._executor, self._encode, texts)
+
+    async def _settle(self, loop: asyncio.AbstractEventLoop, batch: _Batch, call: asyncio.Future[np.ndarray]) -> None:
+        """Hand each caller its rows of ``call``; if a merged call failed, retry each caller alone."""
+        try:
+            rows = self._counted(await call)
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, who see it as their own failure
+            if len(batch) == 1:
+                self._fail(batch[0][0], exc)
+            else:
+                await self._retry_alone(loop, batch)
+            return
+        self._deliver(batch, rows)
+
+    def _counted(self, rows: np.ndarray) -> np.ndarray:
         self.calls += 1
-        self.texts += len(texts)
+        self.texts += len(rows)
         return rows
 
-    async def _retry_alone(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[_Request, int, int]]) -> None:
+    async def _retry_alone(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
         """A merged call failed: run each caller's slice on its own, so one bad input fails only its caller."""
         for request, start, end in batch:
             if request.future.done():
                 continue
             try:
-                rows = await self._call(loop, list(request.texts[start:end]))
+                rows = self._counted(await self._submit(loop, [(request, start, end)]))
             except Exception as exc:  # noqa: BLE001 - see above
                 self._fail(request, exc)
             else:
                 self._deliver([(request, start, end)], rows)
 
-    def _take_batch(self) -> list[tuple[_Request, int, int]]:
+    def _take_batch(self) -> _Batch:
         """Up to ``max_batch`` texts, one slice per request, front of the queue first; a request with texts left
         goes to the back so that everyone else is served before its next chunk."""
-        batch: list[tuple[_Request, int, int]] = []
+        batch: _Batch = []
         room = self._max_batch
         for _ in range(len(self._queue)):
             if room == 0:
@@ -161,7 +154,7 @@ class MicroBatcher:
                 self._queue.append(request)
         return batch
 
-    def _deliver(self, batch: list[tuple[_Request, int, int]], rows: np.ndarray) -> None:
+    def _deliver(self, batch: _Batch, rows: np.ndarray) -> None:
         offset = 0
         for request, start, end in batch:
             request.parts.append(rows[offset : offset + end - start])
