@@ -98,10 +98,6 @@ class MemoryGateway:
         self.log = log or InjectionLog()
         self.stats = GatewayStats()
         self._writes: set[asyncio.Task[None]] = set()
-        self.active_recalls = 0
-        """Chats recalling right now: while any is, next-turn prefills are not started (they are idle-time work)."""
-        self.recalls_started = 0
-        """Chats that have started recalling since the start (a prefill starts only if none did while it waited)."""
 
     async def prepare(self, identity: Identity, messages: list[dict[str, Any]], controls: MemoryControls) -> PreparedChat:
         if prompt_layout.is_side_request(messages, self.settings.side_request_markers):
@@ -116,8 +112,7 @@ class MemoryGateway:
             return PreparedChat(messages, "off", remember=controls.write)
         started = time.perf_counter()
         prepared = PreparedChat(messages, "ok", remember=controls.write)
-        self.active_recalls += 1
-        self.recalls_started += 1
+        self.stats.recalls += 1  # counted as it starts: a next-turn prefill waits for a quiet spell (see prefill)
         try:
             await asyncio.wait_for(self._recall_into(identity, messages, controls, prepared), self.settings.timeout_s)
         except TimeoutError:
@@ -125,10 +120,7 @@ class MemoryGateway:
         except Exception as exc:  # memory trouble never fails a chat
             logger.warning("recall failed for %s: %s", identity.key.key_id, exc, exc_info=logger.isEnabledFor(10))
             self._degrade(prepared, messages, f"recall-error:{type(exc).__name__}")
-        finally:
-            self.active_recalls -= 1
         prepared.timings_ms["memory"] = (time.perf_counter() - started) * 1000
-        self.stats.recalls += 1
         return prepared
 
     def _degrade(self, prepared: PreparedChat, messages: list[dict[str, Any]], reason: str) -> None:
@@ -187,7 +179,7 @@ class MemoryGateway:
                     [(h.memory.text, h.memory.event_time) for h in fresh], continued=bool(anticipated)
                 )
                 block = prompt_layout.join_blocks(anticipated, late)
-                prepared.recalled = len(fresh) + anticipated.count("\n- ")
+                prepared.recalled = len(fresh) + len(prompt_layout.quoted_texts(anticipated))
                 if block:
                     blocks[newest] = block
                     self.log.put(digests[newest], block)
@@ -340,7 +332,7 @@ def _shown(*texts: str) -> set[str]:
 
 
 def _is_shown(text: str, shown: set[str]) -> bool:
-    return text in shown or prompt_layout.rendered_text(text) in shown
+    return text in shown or prompt_layout.clip(text) in shown  # a recalled block shows texts clipped
 
 
 def _within_budget(hits: list[Any], budget: int) -> list[Any]:

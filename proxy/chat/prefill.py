@@ -48,9 +48,9 @@ class PrefillStats:
 
 
 class PrefillRunner:
-    """Background prefills, at most ``max_in_flight`` at once, and none started while chats are recalling: a prefill
-    is idle-time work (the user reading and typing). Under load the proxy's and the upstream's time goes to chats,
-    and a next turn whose prefill was skipped simply computes its block itself."""
+    """Background prefills, at most ``max_in_flight`` at once, each going ahead only if no chat arrived while it
+    waited (:meth:`idle_for`): a prefill is idle-time work (the user reading and typing). Under load the proxy's and
+    the upstream's time goes to chats, and a next turn whose prefill was skipped computes its block itself."""
 
     def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25) -> None:
         """``delay_s``: how long the proxy must stay free of new chats after an answer before its prefill starts
@@ -64,10 +64,8 @@ class PrefillRunner:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def has_room(self, *, busy: bool = False) -> bool:
-        """Whether to start one more; ``busy``: chats are waiting on the proxy right now, and a prefill (a recall
-        here, a prefill upstream) would take time from them."""
-        if not busy and self._max > 0 and len(self._tasks) < self._max:
+    def has_room(self) -> bool:
+        if self._max > 0 and len(self._tasks) < self._max:
             return True
         self.stats.skipped_busy += 1
         return False

@@ -160,11 +160,6 @@ def quoted_texts(text: str) -> set[str]:
     return found
 
 
-def rendered_text(text: str) -> str:
-    """A memory's text as a block shows it (what :func:`quoted_texts` returns for it)."""
-    return clip(text)
-
-
 def anticipation_query(messages: Sequence[Mapping[str, Any]], answer: str) -> str:
     """What the next turn is likely about: the newest user message and the start of the answer to it."""
     newest = newest_user_index(messages)

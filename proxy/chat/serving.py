@@ -6,6 +6,7 @@ so fields memproxy does not know (``tools``, ``response_format``, vendor extensi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -43,6 +44,20 @@ logger = logging.getLogger(__name__)
 CHAT_PATH = "chat/completions"
 FAILOVER_ATTEMPTS = 2
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One chat as forwarded: what the work after its answer (remember, prefill the next turn) needs."""
+
+    identity: Identity
+    messages: list[dict[str, Any]]
+    """As the client sent them."""
+    prepared: PreparedChat
+    controls: MemoryControls
+    forwarded: dict[str, Any]
+    """The body as sent upstream."""
+    replica: Replica
 
 
 @dataclass(slots=True, frozen=True)
@@ -132,8 +147,9 @@ class ChatCompletionsService:
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
 
-        def answered(answer: str, answer_id: str | None) -> None:
-            self._after_answer(identity, client_messages, prepared, controls, payload, replicas[0], answer, answer_id)
+        answered = functools.partial(
+            self._after_answer, _Exchange(identity, client_messages, prepared, controls, payload, replicas[0])
+        )
 
         if not request.stream:
             response = await self._send_routed(
@@ -188,43 +204,25 @@ class ChatCompletionsService:
                 self._metrics.failover()
         raise AssertionError("unreachable")
 
-    def _after_answer(
-        self,
-        identity: Identity,
-        messages: list[dict[str, Any]],
-        prepared: PreparedChat,
-        controls: MemoryControls,
-        forwarded: dict[str, Any],
-        replica: Replica,
-        answer: str,
-        answer_id: str | None,
-    ) -> None:
+    def _after_answer(self, exchange: _Exchange, answer: str, answer_id: str | None) -> None:
         """A complete answer: remember the exchange, and prefill the next turn's anticipated memories (both in the
         background; the response is not held for either)."""
-        if prepared.remember:
-            self._memory.remember_exchange(identity, messages, answer, answer_id)
-        if prepared.status != "ok" or not answer.strip() or not self._memory.anticipates:
-            return
-        if self.prefill.has_room(busy=self._memory.active_recalls > 0):
-            self.prefill.start(self._prefill_next(identity, messages, prepared, controls, forwarded, replica, answer))
+        if exchange.prepared.remember:
+            self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id)
+        if exchange.prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.prefill.has_room():
+            self.prefill.start(self._prefill_next(exchange, answer))
 
-    async def _prefill_next(
-        self,
-        identity: Identity,
-        messages: list[dict[str, Any]],
-        prepared: PreparedChat,
-        controls: MemoryControls,
-        forwarded: dict[str, Any],
-        replica: Replica,
-        answer: str,
-    ) -> bool | None:
-        if not await self.prefill.idle_for(lambda: self._memory.recalls_started):
+    async def _prefill_next(self, exchange: _Exchange, answer: str) -> bool | None:
+        if not await self.prefill.idle_for(lambda: self._memory.stats.recalls):
             return None
-        prefill = await self._memory.anticipate(identity, messages, prepared.messages, answer, controls)
+        prefill = await self._memory.anticipate(
+            exchange.identity, exchange.messages, exchange.prepared.messages, answer, exchange.controls
+        )
         if prefill is None:
             return False
-        body = json.dumps(prefill_body(forwarded, prefill), ensure_ascii=False, separators=(",", ":")).encode()
-        await replica.client.post_json(CHAT_PATH, body)  # the user's own replica: that is where the next turn goes
+        body = json.dumps(prefill_body(exchange.forwarded, prefill), ensure_ascii=False, separators=(",", ":"))
+        # The user's own replica: that is where the next turn goes.
+        await exchange.replica.client.post_json(CHAT_PATH, body.encode())
         return True
 
     async def _relay(

@@ -86,7 +86,6 @@ async def test_a_full_runner_skips_and_a_failure_is_only_counted() -> None:
     await runner.drain()
     assert runner.stats.failed == 1 and runner.stats.skipped_busy == 1 and runner.in_flight == 0
     assert not PrefillRunner(max_in_flight=0).has_room()
-    assert not runner.has_room(busy=True)  # chats are recalling: idle-time work waits for another answer
 
 
 async def test_a_prefill_stands_down_when_a_chat_arrives_while_it_waits() -> None:
