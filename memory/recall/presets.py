@@ -15,6 +15,11 @@ class Weights:
     graph: float = 0.3
     episode: float = 1.0
     """The best first-stage score among the candidates of the same episode (see ``RecallPreset.episode_gap_s``)."""
+    time: float = 1.0
+    """The memory's time falls in a period the query names ("on 31 July, 2023", "last week"; see
+    :mod:`memory.recall.query_cues`)."""
+    speaker: float = 0.5
+    """The memory's speaker (conversation turns) is named in the query."""
     recency: float = 0.05
     importance: float = 0.05
     use: float = 0.02

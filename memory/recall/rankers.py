@@ -21,6 +21,8 @@ class Candidate:
     lexical: float = 0.0
     graph: float = 0.0
     episode: float = 0.0
+    time: float = 0.0
+    speaker: float = 0.0
     recency: float = 0.0
     importance: float = 0.0
     use: float = 0.0
@@ -60,6 +62,8 @@ def episode_best(scores: Sequence[float], times: Sequence[float], gap_s: float) 
 def final_score(candidate: Candidate, weights: Weights) -> float:
     return (
         first_stage_score(candidate, weights)
+        + weights.time * candidate.time
+        + weights.speaker * candidate.speaker
         + weights.recency * candidate.recency
         + weights.importance * candidate.importance
         + weights.use * candidate.use

@@ -1,6 +1,6 @@
 """Hybrid recall: dense (FAISS) + lexical (BM25) + graph expansion + episode (a candidate shares the best score of
-its conversation's candidates), then recency / importance / use, MMR and a token budget. Returns memories with their
-scores and provenance."""
+its conversation's candidates), then the query's cues (a period or a speaker it names), recency / importance / use,
+MMR and a token budget. Returns memories with their scores and provenance."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from memory.recall import rankers
 from memory.recall.first_stage import FirstStage
 from memory.recall.lexical import LexicalIndex, tokenize
 from memory.recall.presets import RecallPreset
+from memory.recall.query_cues import named_speakers, time_windows
 from memory.vectors.base import VectorIndex
 
 MMR_POOL_FACTOR = 2
@@ -74,6 +75,8 @@ class Recaller:
 
         shortlist = [first.candidate(row) for row in first.best(preset.rescore_k)]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
+        windows = time_windows(query, at) if preset.weights.time else []
+        speakers = named_speakers(query, {m.metadata.get("speaker") for m in memories.values()})
         scored: list[rankers.Candidate] = []
         for candidate in shortlist:
             memory = memories.get(candidate.memory_id)
@@ -83,9 +86,10 @@ class Recaller:
                 continue
             if skip is not None and skip(memory):
                 continue
-            candidate.recency = rankers.recency(
-                memory.event_time or memory.created_at, at, preset.recency_half_life_days
-            )
+            when = memory.event_time or memory.created_at
+            candidate.time = float(any(window.matches(when) for window in windows))
+            candidate.speaker = float(memory.metadata.get("speaker") in speakers)
+            candidate.recency = rankers.recency(when, at, preset.recency_half_life_days)
             candidate.importance = memory.importance
             candidate.use = rankers.use_signal(memory.use_count)
             candidate.score = rankers.final_score(candidate, preset.weights)
@@ -111,6 +115,8 @@ class Recaller:
                     "lexical": c.lexical,
                     "graph": c.graph,
                     "episode": c.episode,
+                    "time": c.time,
+                    "speaker": c.speaker,
                     "recency": c.recency,
                     "importance": c.importance,
                     "use": c.use,
