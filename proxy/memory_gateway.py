@@ -42,8 +42,8 @@ class RecallSettings:
     anticipate: bool = True
     """After each answer, recall for the next turn and prefill that block into the upstream's cache (cache-aware)."""
     late_top_k: int = 2
-    """With an anticipated block in place, at most this many further memories recalled for the newest message
-    (each is prefilled while the user waits: the anticipated block was prefilled beforehand)."""
+    """With an anticipated block in place: of this many memories most relevant to the newest message, those the
+    prompt lacks are added (each is prefilled while the user waits: the anticipated block was prefilled beforehand)."""
 
 
 @dataclass(slots=True)
@@ -155,14 +155,19 @@ class MemoryGateway:
         try:
             top_k = self.settings.top_k if controls.top_k is None else controls.top_k
             if anticipated:
+                # The block prefilled for this turn is in place, recalled from the last exchange: only what it and
+                # the earlier blocks lack among the late_top_k memories most relevant to the newest message itself
+                # is added (each added token is prefilled while the user waits). Shown memories take their places
+                # in that top k, so on a topic the prompt already covers nothing is added.
                 top_k = min(top_k, self.settings.late_top_k)
-            query = prompt_layout.recall_query(messages)
+            query = prompt_layout.recall_query(messages, context=not anticipated)
             hits = []
             if newest is not None and top_k > 0 and query.strip():
                 hits = await self.engine.recall(
                     query, identity.user, top_k, preset=controls.preset or self.settings.preset,
-                    tenant=identity.tenant, skip=in_prompt,
+                    tenant=identity.tenant, skip=in_prompt.own if anticipated else in_prompt,
                 )  # fmt: skip
+                hits = [hit for hit in hits if not in_prompt.shown(hit.memory)]
             if core_lookup is not None:
                 core_facts = await core_lookup
                 core_block = prompt_layout.render_core(core_facts)
@@ -308,7 +313,9 @@ class MemoryGateway:
 class InPrompt:
     """Whether a memory is in the prompt already: shown by one of memproxy's blocks, or written from one of the
     conversation's own messages (its provenance is that message's id). ``core_pending``: the core block is being
-    looked up as recall runs, so core memories count as shown (the block is checked again once it is rendered)."""
+    looked up as recall runs, so core memories count as shown (the block is checked again once it is rendered).
+
+    Called, it says both; :meth:`own` and :meth:`shown` say each on its own."""
 
     def __init__(self, shown: set[str], digests: Sequence[bytes], *, core_pending: bool = False) -> None:
         self._shown = shown
@@ -316,7 +323,15 @@ class InPrompt:
         self._core_pending = core_pending
 
     def __call__(self, memory: Memory) -> bool:
-        if _is_shown(memory.text, self._shown) or not self._message_ids.isdisjoint(memory.source_ids):
+        return self.own(memory) or self.shown(memory)
+
+    def own(self, memory: Memory) -> bool:
+        """Written from one of the conversation's own messages."""
+        return not self._message_ids.isdisjoint(memory.source_ids)
+
+    def shown(self, memory: Memory) -> bool:
+        """Shown by one of memproxy's blocks (or about to be: a core memory while the core block is pending)."""
+        if _is_shown(memory.text, self._shown):
             return True
         return self._core_pending and memory.metadata.get("core_since") is not None
 

@@ -93,8 +93,8 @@ class Settings(BaseSettings):
         "while the user types (cache-aware layout); the next message then only computes what is new.",
     )
     recall_late_top_k: int = Field(
-        2, ge=0, le=100, description="With an anticipated block in place: most further memories recalled for the "
-        "newest message (these are computed while the user waits).",
+        2, ge=0, le=100, description="With an anticipated block in place: of this many memories most relevant to "
+        "the newest message, those the prompt lacks are added (they are computed while the user waits).",
     )
     prefill_max_in_flight: int = Field(
         4, ge=0, description="Most next-turn prefills running at once (more are skipped); 0 = never prefill."

@@ -58,12 +58,15 @@ def newest_user_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
     return None
 
 
-def recall_query(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The newest user message, plus a little of the user's previous message for context ("and what about her?")."""
+def recall_query(messages: Sequence[Mapping[str, Any]], *, context: bool = True) -> str:
+    """The newest user message, plus (``context``) a little of the user's previous message for context ("and what
+    about her?")."""
     newest = newest_user_index(messages)
     if newest is None:
         return ""
     query = message_text(messages[newest]).strip()
+    if not context:
+        return query
     for index in range(newest - 1, -1, -1):
         if messages[index].get("role") == "user":
             previous = message_text(messages[index]).strip()[-QUERY_CONTEXT_CHARS:]

@@ -187,6 +187,27 @@ async def test_late_recall_adds_at_most_late_top_k(proxy, upstream, engine) -> N
     assert response.headers["x-memproxy-recalled"] == "1"
 
 
+async def test_late_recall_adds_nothing_the_prompt_already_covers(proxy, upstream, engine) -> None:
+    # The newest message's best memory is the prefilled one: it takes its place in the late top k, so nothing is
+    # added after the prefilled block (no tokens for the user to wait on). A memory the prompt lacks would be.
+    client = proxy(recall_top_k=1, recall_late_top_k=1)
+    await remember(engine, SISTER, DOG, JOB)
+    answer = "Hana is well. Did you take your dog Pochi out in the rain today?"
+    upstream.respond = answering(answer)
+    first = [{"role": "user", "content": "Tell me about my sister Hana"}]
+    await turn(client, first)
+    await settle(client, engine)
+    [prefill] = upstream.prefills
+    anticipated = json.loads(prefill.content)["messages"][-1]["content"]
+    assert "Pochi" in anticipated and "baker" not in anticipated
+    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "What is my dog called?"}]
+    await turn(client, second)
+    assert upstream.last_json["messages"][-1]["content"] == f"{anticipated}\n\nWhat is my dog called?"
+    other = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Where do I work?"}]
+    await turn(client, other)
+    assert "baker" in upstream.last_json["messages"][-1]["content"][len(anticipated):]
+
+
 async def test_no_prefill_without_recall(proxy, upstream, engine) -> None:
     client = proxy()
     await remember(engine, SISTER, DOG)
