@@ -78,7 +78,11 @@ def create_app(
             "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
             lambda: {"load": getattr(loader, "loads", 0), "unload": getattr(loader, "unloads", 0)},
         )
-    prefill = PrefillRunner(settings.prefill_max_in_flight, delay_s=settings.prefill_delay_ms / 1000)
+    prefill = PrefillRunner(
+        settings.prefill_max_in_flight,
+        delay_s=settings.prefill_delay_ms / 1000,
+        align_tokens=settings.prefill_align_tokens,
+    )
     metrics.watch_prefills(prefill)
     metrics.add_counters(
         "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -234,10 +234,13 @@ class MemoryGateway:
         laid_out: Sequence[Mapping[str, Any]],
         answer: str,
         controls: MemoryControls,
+        *,
+        align: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> list[dict[str, Any]] | None:
         """After a complete answer: recall what the next turn will likely need (from this exchange), log it as the
         block the next user message will carry, and return the messages that prefill it upstream — the prompt as
-        sent (``laid_out``), the answer, and the block as the start of the next user message. None: nothing new."""
+        sent (``laid_out``), the answer, and the block as the start of the next user message. None: nothing new.
+        ``align`` may pad the block (it gets and returns those messages) before it is logged."""
         if not self.anticipates:
             return None
         assert self.engine is not None
@@ -259,8 +262,11 @@ class MemoryGateway:
         block = prompt_layout.render_recalled([(h.memory.text, h.memory.event_time) for h in fresh])
         if not block:
             return None
-        self.log.put(digests[-1], block, NEXT_SLOT)
-        return [*(dict(message) for message in laid_out), answered, {"role": "user", "content": block}]
+        prefill = [*(dict(message) for message in laid_out), answered, {"role": "user", "content": block}]
+        if align is not None:
+            prefill = await align(prefill)
+        self.log.put(digests[-1], prefill[-1]["content"], NEXT_SLOT)
+        return prefill
 
     def remember_exchange(
         self, identity: Identity, messages: Sequence[Mapping[str, Any]], answer: str, answer_id: str | None

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     prefill_max_in_flight: int = Field(
         4, ge=0, description="Most next-turn prefills running at once (more are skipped); 0 = never prefill."
     )
+    prefill_align_tokens: int = Field(
+        128, ge=0, le=4096, description="The upstream's KV cache block size (vLLM's --block-size; 128 on CPU): each "
+        "next-turn prefill is padded to end on a block boundary, so the next turn reuses all of it. 0 = no padding.",
+    )
     prefill_delay_ms: float = Field(
         250.0, ge=0, description="A next-turn prefill starts only after this long without a new chat on the proxy "
         "(idle-time work: on a busy proxy it is skipped).",

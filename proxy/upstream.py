@@ -54,10 +54,12 @@ class UpstreamClient:
         self.base_url = base_url.rstrip("/")
         self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def post_json(self, path: str, body: bytes) -> httpx.Response:
-        """POST a JSON body and read the whole answer; an error status raises ``UpstreamStatusError``."""
+    async def post_json(self, path: str, body: bytes, *, at_root: bool = False) -> httpx.Response:
+        """POST a JSON body and read the whole answer; an error status raises ``UpstreamStatusError``. ``at_root``:
+        ``path`` is on the server's root, not under the API's ``/v1`` (vLLM's ``/tokenize``)."""
+        url = f"{self.base_url.removesuffix('/v1')}/{path.lstrip('/')}" if at_root else self._url(path)
         try:
-            response = await self._http.post(self._url(path), content=body, headers=self._headers(JSON_HEADERS))
+            response = await self._http.post(url, content=body, headers=self._headers(JSON_HEADERS))
         except httpx.TransportError as exc:
             raise translate_transport_error(exc, during="request") from exc
         if response.status_code >= 400:

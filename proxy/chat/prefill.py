@@ -6,15 +6,22 @@ so the same cache namespace and the same rendered prompt), with the answer and t
 ``continue_final_message`` set: vLLM renders the block as the open start of the next user message, which is exactly
 how the next request will begin. Prefills are best effort: bounded in number, never retried, and their failures
 only logged; a missing or evicted prefill costs the next turn that prefill's time, nothing else.
+
+vLLM caches whole KV blocks only (128 tokens on CPU): the tokens of a prefill past its last full block would be
+computed again by the next turn, while the user waits. So the anticipated block is padded (:func:`align_block`,
+with vLLM's ``/tokenize``) until the prefill prompt ends on a block boundary; the next turn then computes only its
+own message and what late recall adds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from proxy.chat import prompt_layout
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,40 @@ def prefill_body(forwarded: Mapping[str, Any], messages: Sequence[Mapping[str, A
     return body
 
 
+_TOKENIZE_FIELDS = ("model", "tools", "chat_template", "chat_template_kwargs", "documents", "mm_processor_kwargs")
+"""Fields of the forwarded body that change how vLLM renders the prompt; its ``/tokenize`` takes them too."""
+ALIGN_TRIES = 3
+
+
+def tokenize_body(forwarded: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """vLLM's ``/tokenize`` request for the prompt a prefill with ``messages`` renders."""
+    body = {key: forwarded[key] for key in _TOKENIZE_FIELDS if key in forwarded}
+    body.update(messages=list(messages), add_generation_prompt=False, continue_final_message=True)
+    return body
+
+
+async def align_block(
+    messages: Sequence[Mapping[str, Any]], count: Callable[[list[dict[str, Any]]], Awaitable[int]], block_tokens: int
+) -> list[dict[str, Any]] | None:
+    """The prefill ``messages`` with the anticipated block (the last message) padded so that the rendered prompt is a
+    whole number of ``block_tokens``; ``count`` gives a candidate's prompt length in tokens. None if no padding
+    within ``ALIGN_TRIES`` counts lands on a boundary (an odd tokenizer): the caller prefills unpadded."""
+    base = [dict(message) for message in messages]
+    block = base[-1]["content"]
+    length = await count(base)
+    units = -length % block_tokens
+    if units == 0:
+        return base
+    for _ in range(ALIGN_TRIES):
+        candidate = [*base[:-1], {**base[-1], "content": prompt_layout.pad_block(block, units)}]
+        over = (await count(candidate)) % block_tokens
+        if over == 0:
+            return candidate
+        # The line's own newline (or a merge) moved the count: shorten by what it overshot, or reach the next one.
+        units = units - over if units > over else units + block_tokens - over
+    return None
+
+
 @dataclass(slots=True)
 class PrefillStats:
     prefilled: int = 0
@@ -45,6 +86,8 @@ class PrefillStats:
     """Answers after which recall found nothing the prompt did not already hold."""
     skipped_busy: int = 0
     failed: int = 0
+    unaligned: int = 0
+    """Prefills sent without padding to a block boundary (the upstream could not count tokens, or no padding fit)."""
 
 
 class PrefillRunner:
@@ -52,11 +95,13 @@ class PrefillRunner:
     waited (:meth:`idle_for`): a prefill is idle-time work (the user reading and typing). Under load the proxy's and
     the upstream's time goes to chats, and a next turn whose prefill was skipped computes its block itself."""
 
-    def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25) -> None:
+    def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25, align_tokens: int = 128) -> None:
         """``delay_s``: how long the proxy must stay free of new chats after an answer before its prefill starts
-        (see :meth:`idle_for`); a reader takes far longer than this to type the next message."""
+        (see :meth:`idle_for`); a reader takes far longer than this to type the next message. ``align_tokens``:
+        the upstream's KV block size, which a prefill is padded to end on (0: no padding)."""
         self._max = max_in_flight
         self.delay_s = delay_s
+        self.align_tokens = align_tokens
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = PrefillStats()
 

@@ -140,6 +140,19 @@ def render_recalled(memories: Sequence[tuple[str, float | None]], *, continued: 
     return "\n".join(lines)
 
 
+PAD_UNIT = " ·"
+"""One token in the BPE vocabularies seen so far (a space and a middle dot), so a run of them lengthens a block by
+about one token each; the prefill's alignment checks the count upstream anyway."""
+
+
+def pad_block(block: str, units: int) -> str:
+    """``block`` with a dotted line of ``units`` pad units before its closing tag (0: unchanged). The line is not a
+    memory (it does not start with ``- "``): :func:`quoted_texts` passes over it."""
+    if units <= 0 or not block.endswith(RECALL_CLOSE):
+        return block
+    return f"{block[: -len(RECALL_CLOSE)]}{PAD_UNIT * units}\n{RECALL_CLOSE}"
+
+
 def join_blocks(*blocks: str) -> str:
     return "\n\n".join(block for block in blocks if block)
 

@@ -21,7 +21,7 @@ from adapters.registry import is_foreign_adapter
 from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
 from proxy.chat.memory_controls import MemoryControls, read_controls
-from proxy.chat.prefill import PrefillRunner, prefill_body
+from proxy.chat.prefill import PrefillRunner, align_block, prefill_body, tokenize_body
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
@@ -42,6 +42,7 @@ from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "chat/completions"
+TOKENIZE_PATH = "tokenize"
 FAILOVER_ATTEMPTS = 2
 R = TypeVar("R")
 
@@ -216,14 +217,36 @@ class ChatCompletionsService:
         if not await self.prefill.idle_for(lambda: self._memory.stats.recalls):
             return None
         prefill = await self._memory.anticipate(
-            exchange.identity, exchange.messages, exchange.prepared.messages, answer, exchange.controls
-        )
+            exchange.identity, exchange.messages, exchange.prepared.messages, answer, exchange.controls,
+            align=functools.partial(self._align, exchange),
+        )  # fmt: skip
         if prefill is None:
             return False
         body = json.dumps(prefill_body(exchange.forwarded, prefill), ensure_ascii=False, separators=(",", ":"))
         # The user's own replica: that is where the next turn goes.
         await exchange.replica.client.post_json(CHAT_PATH, body.encode())
         return True
+
+    async def _align(self, exchange: _Exchange, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The prefill's block padded to end on the upstream's KV block boundary (see :func:`align_block`);
+        unpadded if the upstream cannot count tokens (not vLLM) or no padding fits."""
+        if self.prefill.align_tokens <= 0:
+            return messages
+
+        async def count(candidate: list[dict[str, Any]]) -> int:
+            body = json.dumps(tokenize_body(exchange.forwarded, candidate), ensure_ascii=False, separators=(",", ":"))
+            response = await exchange.replica.client.post_json(TOKENIZE_PATH, body.encode(), at_root=True)
+            return int(response.json()["count"])
+
+        try:
+            aligned = await align_block(messages, count, self.prefill.align_tokens)
+        except (ProxyError, ValueError, KeyError, TypeError) as exc:
+            logger.debug("could not align the next-turn prefill: %s", exc)
+            aligned = None
+        if aligned is None:
+            self.prefill.stats.unaligned += 1
+            return messages
+        return aligned
 
     async def _relay(
         self,

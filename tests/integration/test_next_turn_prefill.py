@@ -1,6 +1,6 @@
 """The next-turn prefill against the real vLLM (CPU, SmolLM2): after an answer, memproxy sends the anticipated block
-as a one-token ``continue_final_message`` request; vLLM accepts it, and the next turn — which opens with that block
-byte for byte — is served from vLLM's prefix cache through the end of the prefilled prompt's last full block.
+as a one-token ``continue_final_message`` request, padded to end on a KV block boundary; vLLM accepts it, and the next
+turn — which opens with that block byte for byte — is served from vLLM's prefix cache through the whole prefill.
 
 Counted with vLLM's own ``/tokenize`` (the prefill prompt's length) and its prefix-cache counters.
 """
@@ -101,6 +101,7 @@ def test_the_next_turn_is_served_from_the_prefilled_cache(prefill_proxy: str, wi
     # The setup must make the anticipated block reach past the answered prompt's last full block, or the check
     # below would hold without any prefill.
     assert prefilled_tokens // BLOCK > answered_tokens // BLOCK, (prefilled_tokens, answered_tokens)
+    assert prefilled_tokens % BLOCK == 0, prefilled_tokens  # padded to a whole number of vLLM's blocks
 
     hits_before, _ = prefix_counters(vllm)
     history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "Any ideas for Saturday?"}]
@@ -110,4 +111,4 @@ def test_the_next_turn_is_served_from_the_prefilled_cache(prefill_proxy: str, wi
     hits_after, _ = prefix_counters(vllm)
     newest = wiretap.chat_requests()[-1].json()["messages"][-1]["content"]
     assert newest.startswith(anticipated)
-    assert hits_after - hits_before >= (prefilled_tokens // BLOCK) * BLOCK
+    assert hits_after - hits_before >= prefilled_tokens  # all of it: no token of the prefill is computed again

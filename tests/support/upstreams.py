@@ -69,12 +69,17 @@ class RecordingUpstream:
 
     @property
     def chats(self) -> list[httpx.Request]:
-        """Chat requests, in order; next-turn prefills (``continue_final_message``) are in :attr:`prefills`."""
-        return [r for r in self.requests if not _is_prefill(r)]
+        """Chat requests, in order; next-turn prefills (``continue_final_message``) are in :attr:`prefills`, the
+        token counts that pad them (vLLM's ``/tokenize``) in :attr:`tokenizes`."""
+        return [r for r in self.requests if not _is_prefill(r) and not _is_tokenize(r)]
 
     @property
     def prefills(self) -> list[httpx.Request]:
         return [r for r in self.requests if _is_prefill(r)]
+
+    @property
+    def tokenizes(self) -> list[httpx.Request]:
+        return [r for r in self.requests if _is_tokenize(r)]
 
     @property
     def last_json(self) -> dict[str, Any]:
@@ -86,7 +91,11 @@ class RecordingUpstream:
 
 
 def _is_prefill(request: httpx.Request) -> bool:
-    return b'"continue_final_message":true' in request.content
+    return not _is_tokenize(request) and b'"continue_final_message":true' in request.content
+
+
+def _is_tokenize(request: httpx.Request) -> bool:
+    return request.url.path.endswith("/tokenize")
 
 
 def stream_response(chunks: list[bytes], fail_with: Exception | None = None) -> tuple[httpx.Response, ScriptedStream]:
