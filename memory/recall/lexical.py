@@ -221,12 +221,17 @@ class LexicalIndex:
         lengths = partition.lengths
         avg_length = max(partition.total_length / max(partition.live_count, 1), 1.0)
         touched = False
+        alive = partition.alive if partition.dead_fraction else None
         for term in terms:
             postings = partition.postings.get(term)
             if postings is None:
                 continue
             docs, tfs = postings.views()
-            df = len(docs)
+            # Removed documents keep their postings until compaction; they must not count (a forgotten memory
+            # leaves no trace in the ranking either).
+            df = len(docs) if alive is None else int(np.count_nonzero(alive[docs]))
+            if df == 0:
+                continue
             idf = math.log(1.0 + (partition.live_count - df + 0.5) / (df + 0.5))
             if idf <= 0:
                 continue
@@ -235,13 +240,16 @@ class LexicalIndex:
             touched = True
         if not touched:
             return []
-        if partition.dead_fraction:
-            scores[~partition.alive] = 0.0
-        # Only documents a query term touched can rank: select among those, not among every document.
-        hit = np.flatnonzero(scores)
+        if alive is not None:
+            np.multiply(scores, alive, out=scores)
+        # Only documents a query term touched can rank: select among those, not among every document. (A comparison
+        # then nonzero on its booleans, and the k-th best value by partition, each take a fraction of the time that
+        # nonzero on the floats and argpartition take at 100k documents.)
+        hit = np.flatnonzero(scores > 0.0)
         if len(hit) > k:
-            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
-        top = hit[np.argsort(-scores[hit], kind="stable")]
+            values = scores[hit]
+            hit = hit[values >= np.partition(values, len(values) - k)[len(values) - k]]
+        top = hit[np.argsort(-scores[hit], kind="stable")][:k]
         ids = partition.ids
         return [(ids[i], float(scores[i])) for i in top]
 

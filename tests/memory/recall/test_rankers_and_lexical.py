@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,6 +87,55 @@ def test_a_search_never_returns_another_scopes_memory(operations) -> None:
     for scope in (ALICE, BOB, OTHER_TENANT_ALICE):
         for memory_id, _ in index.search(scope, "shared words token1 token2", 100):
             assert owner[memory_id] == scope
+
+
+WORDS = ["tea", "rain", "dog", "walk", "kyoto", "cello", "bread", "train"]
+
+
+def brute_force_bm25(docs: dict[str, str], query: str, k1: float, b: float) -> dict[str, float]:
+    """BM25 written out term by term over the live documents, as the reference for the index's vectorised search."""
+    tokens = {memory_id: tokenize(text) for memory_id, text in docs.items()}
+    average = max(sum(len(t) for t in tokens.values()) / max(len(tokens), 1), 1.0)
+    scores: dict[str, float] = {}
+    for term in set(tokenize(query)):
+        df = sum(term in t for t in tokens.values())
+        if df == 0:
+            continue
+        idf = math.log(1.0 + (len(tokens) - df + 0.5) / (df + 0.5))
+        for memory_id, t in tokens.items():
+            tf = t.count(term)
+            if tf:
+                norm = k1 * (1.0 - b + b * len(t) / average)
+                scores[memory_id] = scores.get(memory_id, 0.0) + idf * tf * (k1 + 1.0) / (tf + norm)
+    return scores
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(st.sampled_from(WORDS), min_size=1, max_size=6), st.booleans()), max_size=80),
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+    st.integers(1, 12),
+)
+def test_search_returns_the_exact_bm25_top_k(documents, query_words, k) -> None:
+    # Many ties (few words), removed documents (masked out), k below and above the number of hits.
+    index = LexicalIndex()
+    live: dict[str, str] = {}
+    for n, (words, remove) in enumerate(documents):
+        index.add(ALICE, f"m{n}", " ".join(words))
+        live[f"m{n}"] = " ".join(words)
+        if remove:
+            index.remove(ALICE, [f"m{n}"])
+            del live[f"m{n}"]
+    query = " ".join(query_words)
+    expected = brute_force_bm25(live, query, index.k1, index.b)
+    hits = index.search(ALICE, query, k)
+    assert len(hits) == min(k, sum(score > 0 for score in expected.values()))
+    assert all(memory_id in live for memory_id, _ in hits)
+    assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+    for memory_id, score in hits:
+        assert score == pytest.approx(expected[memory_id], rel=1e-4)
+    if hits:  # nothing left out scores above the last one returned
+        assert all(score <= hits[-1][1] * (1 + 1e-4) for m, score in expected.items() if m not in dict(hits))
 
 
 def test_mmr_pushes_near_duplicates_down() -> None:
