@@ -57,21 +57,39 @@ def tokenize_body(forwarded: Mapping[str, Any], messages: Sequence[Mapping[str, 
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    count: int
+    """The rendered prompt's length in tokens."""
+    limit: int | None = None
+    """The model's context length, if the upstream says (vLLM's ``max_model_len``)."""
+
+
+MAX_PADDED_SHARE = 0.75
+"""No padding once the padded prompt would fill more than this share of the context: near the end of the context
+window every token is worth more than a cache block recomputed."""
+
+
 async def align_block(
-    messages: Sequence[Mapping[str, Any]], count: Callable[[list[dict[str, Any]]], Awaitable[int]], block_tokens: int
+    messages: Sequence[Mapping[str, Any]],
+    count: Callable[[list[dict[str, Any]]], Awaitable[TokenCount]],
+    block_tokens: int,
 ) -> list[dict[str, Any]] | None:
     """The prefill ``messages`` with the anticipated block (the last message) padded so that the rendered prompt is a
-    whole number of ``block_tokens``; ``count`` gives a candidate's prompt length in tokens. None if no padding
-    within ``ALIGN_TRIES`` counts lands on a boundary (an odd tokenizer): the caller prefills unpadded."""
+    whole number of ``block_tokens``; ``count`` measures a candidate. None if the padding would crowd the context
+    (see ``MAX_PADDED_SHARE``) or none within ``ALIGN_TRIES`` counts lands on a boundary (an odd tokenizer): the
+    caller prefills unpadded."""
     base = [dict(message) for message in messages]
     block = base[-1]["content"]
-    length = await count(base)
-    units = -length % block_tokens
+    measured = await count(base)
+    units = -measured.count % block_tokens
     if units == 0:
         return base
+    if measured.limit and measured.count + units > measured.limit * MAX_PADDED_SHARE:
+        return None
     for _ in range(ALIGN_TRIES):
         candidate = [*base[:-1], {**base[-1], "content": prompt_layout.pad_block(block, units)}]
-        over = (await count(candidate)) % block_tokens
+        over = (await count(candidate)).count % block_tokens
         if over == 0:
             return candidate
         # The line's own newline (or a merge) moved the count: shorten by what it overshot, or reach the next one.

@@ -21,7 +21,7 @@ from adapters.registry import is_foreign_adapter
 from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
 from proxy.chat.memory_controls import MemoryControls, read_controls
-from proxy.chat.prefill import PrefillRunner, align_block, prefill_body, tokenize_body
+from proxy.chat.prefill import PrefillRunner, TokenCount, align_block, prefill_body, tokenize_body
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
@@ -233,14 +233,15 @@ class ChatCompletionsService:
         if self.prefill.align_tokens <= 0:
             return messages
 
-        async def count(candidate: list[dict[str, Any]]) -> int:
+        async def count(candidate: list[dict[str, Any]]) -> TokenCount:
             body = json.dumps(tokenize_body(exchange.forwarded, candidate), ensure_ascii=False, separators=(",", ":"))
-            response = await exchange.replica.client.post_json(TOKENIZE_PATH, body.encode(), at_root=True)
-            return int(response.json()["count"])
+            answer = (await exchange.replica.client.post_json(TOKENIZE_PATH, body.encode(), at_root=True)).json()
+            limit = answer.get("max_model_len")
+            return TokenCount(int(answer["count"]), int(limit) if isinstance(limit, int) else None)
 
         try:
             aligned = await align_block(messages, count, self.prefill.align_tokens)
-        except (ProxyError, ValueError, KeyError, TypeError) as exc:
+        except (ProxyError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.debug("could not align the next-turn prefill: %s", exc)
             aligned = None
         if aligned is None:

@@ -13,7 +13,7 @@ import json
 import httpx
 import pytest
 
-from proxy.chat.prefill import align_block, tokenize_body
+from proxy.chat.prefill import MAX_PADDED_SHARE, TokenCount, align_block, tokenize_body
 from proxy.chat.prompt_layout import PAD_UNIT, pad_block, quoted_texts, render_recalled
 from tests.support.chat_memory import app_of, settle
 from tests.support.upstreams import completion
@@ -27,11 +27,11 @@ def words(messages: list[dict]) -> int:
     return sum(len(str(m["content"]).split()) for m in messages)
 
 
-def counter(tokens=words, calls: list | None = None):
-    async def count(messages: list[dict]) -> int:
+def counter(tokens=words, calls: list | None = None, limit: int | None = None):
+    async def count(messages: list[dict]) -> TokenCount:
         if calls is not None:
             calls.append(messages)
-        return tokens(messages)
+        return TokenCount(tokens(messages), limit)
 
     return count
 
@@ -81,6 +81,15 @@ async def test_no_padding_that_lands_gives_none() -> None:
     assert await align_block([{"role": "user", "content": BLOCK}], counter(odd), 16) is None
 
 
+async def test_no_padding_near_the_end_of_the_context() -> None:
+    messages = [{"role": "user", "content": BLOCK}]
+    assert words(messages) < 128  # padded, it is one whole block of 128
+    roomy = await align_block(messages, counter(limit=4096), 128)
+    assert roomy is not None and words(roomy) == 128
+    crowded = int(128 / MAX_PADDED_SHARE)  # 128 tokens would be more than the share of a 169-token context
+    assert await align_block(messages, counter(limit=crowded - 1), 128) is None
+
+
 def test_the_tokenize_request_renders_as_the_prefill_does() -> None:
     forwarded = {"model": "m", "tools": [{"type": "function"}], "stream": True, "max_tokens": 9, "cache_salt": "s"}
     body = tokenize_body(forwarded, [{"role": "user", "content": "x"}])
@@ -96,7 +105,8 @@ def test_the_tokenize_request_renders_as_the_prefill_does() -> None:
 def tokenizing_upstream(answer: str):
     def respond(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/tokenize":  # on the server's root, not under /v1
-            return httpx.Response(200, json={"count": words(json.loads(request.content)["messages"])})
+            count = words(json.loads(request.content)["messages"])
+            return httpx.Response(200, json={"count": count, "max_model_len": 8192, "tokens": []})
         return httpx.Response(200, json=completion(answer))
 
     return respond
