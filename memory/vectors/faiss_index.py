@@ -129,9 +129,17 @@ class FaissVectorIndex(VectorIndex):
         return self._counts.get(scope, 0)
 
     async def save(self) -> None:
+        """Write the changed partitions and then the manifest. One partition per turn of the index's thread, so
+        searches run between them: a save never stalls them for longer than one partition's write (not the
+        hundreds of milliseconds all of them take after a bulk load). The manifest's ``applied_seq`` is the one
+        before the first partition was written: changes after it are replayed on load, and replaying an add or a
+        removal that a file already holds changes nothing."""
         if self._folder is None:
             return
-        await self._run(self._save, self.applied_seq)
+        applied_seq = self.applied_seq
+        for scope in await self._run(self._dirty_resident):
+            await self._run(self._save_partition, scope)
+        await self._run(self._finish_save, applied_seq)
 
     # --- beyond the interface --------------------------------------------------------------------------------
 
@@ -304,10 +312,16 @@ class FaissVectorIndex(VectorIndex):
         assert self._folder is not None
         return self._folder.read_partition(scope, self.dim)
 
-    def _save(self, applied_seq: int) -> None:
+    def _dirty_resident(self) -> list[Scope]:
+        return [scope for scope in self._resident if scope in self._dirty]
+
+    def _save_partition(self, scope: Scope) -> None:
+        partition = self._resident.get(scope)
+        if partition is not None and scope in self._dirty:  # dropped, evicted (written then) or saved meanwhile
+            self._write_partition(scope, partition)
+
+    def _finish_save(self, applied_seq: int) -> None:
         assert self._folder is not None
-        for scope in [s for s in self._resident if s in self._dirty]:
-            self._write_partition(scope, self._resident[scope])
         self._folder.write_manifest(Manifest(self.dim, self.embedder_name, applied_seq, dict(self._counts)))
         for scope in self._dropped:  # only now that no manifest lists them
             self._folder.remove_partition(scope)

@@ -9,6 +9,7 @@ comes back first from either type.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -340,5 +341,45 @@ async def test_a_partition_evicted_before_any_save_is_discarded_on_open(tmp_path
     try:
         assert (reopened.applied_seq, reopened.count(ALICE)) == (0, 0)
         assert not list((tmp_path / "vectors" / "partitions").iterdir())
+    finally:
+        await reopened.close()
+
+
+async def test_searches_run_between_the_partitions_a_save_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A save writes one partition per turn of the index's thread: a search waits for at most one partition's write,
+    # not for the whole save; a scope dropped while the save is under way is not brought back by it.
+    index, vectors = await _filled(tmp_path / "vectors")
+    carol = Scope("acme", "carol")
+    await index.add(carol, ["c0"], vectors[:1])
+    folder = index._folder
+    assert folder is not None
+    write = folder.write_partition
+    written: list[Scope] = []
+
+    def slow_write(scope: Scope, partition: Partition) -> None:
+        time.sleep(0.3)
+        write(scope, partition)
+        written.append(scope)
+
+    monkeypatch.setattr(folder, "write_partition", slow_write)
+    try:
+        index.applied_seq = 7
+        save = asyncio.ensure_future(index.save())
+        await asyncio.sleep(0.05)  # the first partition's write is under way
+        started = time.perf_counter()
+        assert await index.search(BOB, vectors[3], 1) == [("b3", pytest.approx(1.0, abs=1e-4))]
+        assert time.perf_counter() - started < 0.5  # one write (0.3 s) at most, not three
+        assert not save.done()
+        await index.drop_scope(carol)  # between two partition writes
+        await save
+        assert carol not in written and len(written) == 2
+    finally:
+        await index.close()
+    reopened = FaissVectorIndex(DIM, tmp_path / "vectors", exact_max=SMALL)
+    try:
+        counts = (reopened.count(ALICE), reopened.count(BOB), reopened.count(carol))
+        assert (reopened.applied_seq, counts) == (7, (3 * SMALL, 10, 0))
     finally:
         await reopened.close()
