@@ -181,14 +181,14 @@ class ChatCompletionsService:
     ) -> R:
         """``_send`` with ``payload`` as the body. If vLLM says the user's adapter does not exist (404: it restarted
         and lost it), the adapter is loaded again (or the base model taken) and the request retried once."""
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = _encode(payload)
         try:
             return await self._send(replicas, lambda upstream: attempt(upstream, body))
         except UpstreamStatusError as exc:
             if self._adapters is None or routed is None or routed.adapter is None or exc.upstream_status != 404:
                 raise
         payload["model"] = (await self._adapters.after_model_missing(routed)).model
-        retry = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        retry = _encode(payload)
         return await self._send(replicas, lambda upstream: attempt(upstream, retry))
 
     async def _send(self, replicas: list[Replica], attempt: Callable[[UpstreamClient], Awaitable[R]]) -> R:
@@ -222,9 +222,8 @@ class ChatCompletionsService:
         )  # fmt: skip
         if prefill is None:
             return False
-        body = json.dumps(prefill_body(exchange.forwarded, prefill), ensure_ascii=False, separators=(",", ":"))
         # The user's own replica: that is where the next turn goes.
-        await exchange.replica.client.post_json(CHAT_PATH, body.encode())
+        await exchange.replica.client.post_json(CHAT_PATH, _encode(prefill_body(exchange.forwarded, prefill)))
         return True
 
     async def _align(self, exchange: _Exchange, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,8 +233,8 @@ class ChatCompletionsService:
             return messages
 
         async def count(candidate: list[dict[str, Any]]) -> TokenCount:
-            body = json.dumps(tokenize_body(exchange.forwarded, candidate), ensure_ascii=False, separators=(",", ":"))
-            answer = (await exchange.replica.client.post_json(TOKENIZE_PATH, body.encode(), at_root=True)).json()
+            body = _encode(tokenize_body(exchange.forwarded, candidate))
+            answer = (await exchange.replica.client.post_json(TOKENIZE_PATH, body, at_root=True)).json()
             limit = answer.get("max_model_len")
             return TokenCount(int(answer["count"]), int(limit) if isinstance(limit, int) else None)
 
@@ -286,6 +285,11 @@ class ChatCompletionsService:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
             yield frame_sse(error.to_body()) + DONE_FRAME
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A body as sent upstream: compact JSON, UTF-8 as is."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _read_answer(content: bytes, answered: Callable[[str, str | None], None]) -> None:
