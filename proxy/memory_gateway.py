@@ -167,7 +167,8 @@ class MemoryGateway:
                     query, identity.user, top_k, preset=controls.preset or self.settings.preset,
                     tenant=identity.tenant, skip=in_prompt.own if anticipated else in_prompt,
                 )  # fmt: skip
-                hits = [hit for hit in hits if not in_prompt.shown(hit.memory)]
+                if anticipated:
+                    hits = [hit for hit in hits if not in_prompt.shown(hit.memory)]
             if core_lookup is not None:
                 core_facts = await core_lookup
                 core_block = prompt_layout.render_core(core_facts)
