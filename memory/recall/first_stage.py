@@ -75,7 +75,8 @@ class FirstStage:
                 self.ids.append(memory_id)
             pad = np.zeros(len(new), dtype=np.float64)
             self.dense, self.lexical, self.graph, self.episode, self.score = (
-                np.concatenate([column, pad]) for column in (self.dense, self.lexical, self.graph, self.episode, self.score)
+                np.concatenate([column, pad])
+                for column in (self.dense, self.lexical, self.graph, self.episode, self.score)
             )
         rows = np.fromiter((self.row[m] for m in reached), dtype=np.int64, count=len(reached))
         strength = np.fromiter(reached.values(), dtype=np.float64, count=len(reached))

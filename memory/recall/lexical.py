@@ -232,9 +232,7 @@ class LexicalIndex:
             df = len(docs) if alive is None else int(np.count_nonzero(alive[docs]))
             if df == 0:
                 continue
-            idf = math.log(1.0 + (partition.live_count - df + 0.5) / (df + 0.5))
-            if idf <= 0:
-                continue
+            idf = math.log(1.0 + (partition.live_count - df + 0.5) / (df + 0.5))  # > 0: df counts live documents
             norm = self.k1 * (1.0 - self.b + self.b * lengths[docs] / avg_length)
             scores[docs] += idf * tfs * (self.k1 + 1.0) / (tfs + norm)
             touched = True

@@ -16,7 +16,7 @@ import calendar
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 DAY_S = 86_400.0
 SLACK_BEFORE_S = 7 * DAY_S
@@ -73,6 +73,13 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
     when the query names none."""
     today = datetime.fromtimestamp(now, tz=timezone.utc).date()
     year_named = _YEAR_ANYWHERE.search(query)
+
+    def year_of(month: int, day: int = 1) -> int:
+        """The year of a date the query gives without one."""
+        if year_named:
+            return int(year_named[0])
+        return today.year if (month, day) <= (today.month, today.day) else today.year - 1
+
     found: list[TimeWindow] = []
     taken: list[tuple[int, int]] = []
 
@@ -91,11 +98,7 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
             if month is None:
                 continue
             day_number = int(match[day_group])
-            if match[3]:
-                year = int(match[3])
-            else:
-                year = int(year_named[0]) if year_named else _latest_year(today, month, day_number)
-            day = _date(year, month, day_number)
+            day = _date(int(match[3]) if match[3] else year_of(month, day_number), month, day_number)
             add(match, day, day and day + timedelta(days=1))
     for match in _MONTH_YEAR.finditer(query):
         month, year = _month(match[1]), int(match[2])
@@ -106,10 +109,7 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
         month = _month(match[1])
         if month is None:
             continue
-        if year_named:
-            year = int(year_named[0])
-        else:
-            year = today.year if month <= today.month else today.year - 1
+        year = year_of(month)
         add(match, _date(year, month, 1), _month_after(year, month))
     for match in _IN_YEAR.finditer(query):
         year = int(match[1])
@@ -159,7 +159,3 @@ def _date(year: int, month: int, day: int) -> datetime | None:
 
 def _month_after(year: int, month: int) -> datetime | None:
     return _date(year + (month == 12), month % 12 + 1, 1)
-
-
-def _latest_year(today: date, month: int, day: int) -> int:
-    return today.year if (month, day) <= (today.month, today.day) else today.year - 1

@@ -75,8 +75,13 @@ class Recaller:
 
         shortlist = [first.candidate(row) for row in first.best(preset.rescore_k)]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
+        # The query's cues, read once; a zero weight skips reading them.
         windows = time_windows(query, at) if preset.weights.time else []
-        speakers = named_speakers(query, {m.metadata.get("speaker") for m in memories.values()})
+        speakers = (
+            named_speakers(query, {m.metadata.get("speaker") for m in memories.values()})
+            if preset.weights.speaker
+            else set()
+        )
         scored: list[rankers.Candidate] = []
         for candidate in shortlist:
             memory = memories.get(candidate.memory_id)
