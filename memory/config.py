@@ -55,7 +55,7 @@ class MemoryConfig(BaseModel):
         None, description="A local sentence-transformers folder; None = the bundled all-MiniLM-L6-v2."
     )
     vector_dim: int = Field(384, ge=8, description="The embedding model's dimension (checked at start).")
-    embedding_threads: int = Field(1, ge=1)
+    embedding_threads: int = Field(1, ge=1, description="The embedder's intra-op threads per model call.")
     model_cache: Path | None = Field(
         None, description="Where the exported ONNX model is cached; None = ~/.cache/memproxy/onnx (shared)."
     )

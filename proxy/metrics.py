@@ -123,7 +123,10 @@ class Metrics:
         gauge = Gauge("memproxy_prefill_in_flight", "Next-turn prefills running now.", registry=self.registry)
         gauge.set_function(lambda: runner.in_flight)
         self.add_counters(
-            "memproxy_prefills", "Next-turn prefills: prefilled, nothing_new, skipped_busy, failed; unaligned (sent without padding to a KV block boundary).", "outcome",
+            "memproxy_prefills",
+            "Next-turn prefills: prefilled, nothing_new, skipped_busy, failed; unaligned (sent without padding to a "
+            "KV block boundary).",
+            "outcome",
             lambda: dataclasses.asdict(runner.stats),
         )
 

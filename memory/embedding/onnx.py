@@ -25,8 +25,9 @@ from memory.embedding.onnx_export import cached_export
 
 
 class OnnxEmbedder(BatchedEmbedder):
-    """``threads`` is onnxruntime's intra-op thread count; all work runs in one dedicated worker thread, with
-    concurrent calls micro-batched (see :class:`MicroBatcher`)."""
+    """``threads`` is onnxruntime's intra-op thread count. Bulk calls (write jobs) run in one dedicated worker thread
+    and recall's queries in a second one over the same session (see :class:`BatchedEmbedder`), each with concurrent
+    calls micro-batched (see :class:`MicroBatcher`)."""
 
     def __init__(
         self,
