@@ -37,6 +37,22 @@ async def turn(client: httpx.AsyncClient, messages: list[dict[str, Any]], **head
     return response
 
 
+ABOUT_HANA = [{"role": "user", "content": "Tell me about my sister Hana"}]
+
+
+async def prefilled_turn(client: httpx.AsyncClient, upstream, engine, first: list[dict[str, Any]]) -> str:
+    """Chat ``first`` and let the next-turn prefill run; the anticipated block it sent upstream."""
+    await turn(client, first)
+    await settle(client, engine)
+    [prefill] = upstream.prefills
+    return json.loads(prefill.content)["messages"][-1]["content"]
+
+
+def then(first: list[dict[str, Any]], answer: str, text: str) -> list[dict[str, Any]]:
+    """``first``, the answer to it and the user's next message."""
+    return [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": text}]
+
+
 async def remember(engine, *texts: str) -> None:
     for text in texts:
         await engine.remember(text, user_id="alice", tenant="acme")
@@ -54,7 +70,7 @@ def test_quoted_texts_reads_only_memproxy_blocks() -> None:
 
 
 def test_anticipation_query_is_the_question_and_the_start_of_the_answer() -> None:
-    messages = [{"role": "user", "content": "old"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "How is my dog?"}]
+    messages = then([{"role": "user", "content": "old"}], "x", "How is my dog?")
     query = anticipation_query(messages, "Pochi   is fine. " + "a" * 1000)
     assert query.startswith("How is my dog?\nPochi is fine. ")
     assert len(query) < 400
@@ -112,7 +128,7 @@ async def test_a_memory_already_in_the_prompt_is_not_recalled_again(proxy, upstr
     first = [{"role": "user", "content": "Tell me about my sister"}]
     await turn(client, first)
     assert SISTER in json.dumps(upstream.last_json["messages"])
-    second = [*first, {"role": "assistant", "content": "Hello there."}, {"role": "user", "content": "Where does my sister work?"}]
+    second = then(first, "Hello there.", "Where does my sister work?")
     response = await turn(client, second)
     sent = upstream.last_json["messages"]
     assert json.dumps(sent).count("Hana") == 1  # in turn 1's block, repeated as it was; not again in turn 2's
@@ -176,13 +192,8 @@ async def test_late_recall_adds_at_most_late_top_k(proxy, upstream, engine) -> N
     await remember(engine, SISTER, DOG, JOB)
     answer = "Hana is well. Did you take your dog Pochi out in the rain today?"
     upstream.respond = answering(answer)
-    first = [{"role": "user", "content": "Tell me about my sister Hana"}]
-    await turn(client, first)
-    await settle(client, engine)
-    [prefill] = upstream.prefills
-    anticipated = json.loads(prefill.content)["messages"][-1]["content"]
-    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "What is my job again?"}]
-    response = await turn(client, second)
+    anticipated = await prefilled_turn(client, upstream, engine, ABOUT_HANA)
+    response = await turn(client, then(ABOUT_HANA, answer, "What is my job again?"))
     assert upstream.last_json["messages"][-1]["content"] == f"{anticipated}\n\nWhat is my job again?"
     assert response.headers["x-memproxy-recalled"] == "1"
 
@@ -194,17 +205,11 @@ async def test_late_recall_adds_nothing_the_prompt_already_covers(proxy, upstrea
     await remember(engine, SISTER, DOG, JOB)
     answer = "Hana is well. Did you take your dog Pochi out in the rain today?"
     upstream.respond = answering(answer)
-    first = [{"role": "user", "content": "Tell me about my sister Hana"}]
-    await turn(client, first)
-    await settle(client, engine)
-    [prefill] = upstream.prefills
-    anticipated = json.loads(prefill.content)["messages"][-1]["content"]
+    anticipated = await prefilled_turn(client, upstream, engine, ABOUT_HANA)
     assert "Pochi" in anticipated and "baker" not in anticipated
-    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "What is my dog called?"}]
-    await turn(client, second)
+    await turn(client, then(ABOUT_HANA, answer, "What is my dog called?"))
     assert upstream.last_json["messages"][-1]["content"] == f"{anticipated}\n\nWhat is my dog called?"
-    other = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Where do I work?"}]
-    await turn(client, other)
+    await turn(client, then(ABOUT_HANA, answer, "Where do I work?"))
     assert "baker" in upstream.last_json["messages"][-1]["content"][len(anticipated):]
 
 

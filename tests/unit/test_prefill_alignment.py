@@ -15,9 +15,9 @@ import pytest
 
 from proxy.chat.prefill import MAX_PADDED_SHARE, TokenCount, align_block, tokenize_body
 from proxy.chat.prompt_layout import PAD_UNIT, pad_block, quoted_texts, render_recalled
-from tests.support.chat_memory import app_of, settle
+from tests.support.chat_memory import app_of
 from tests.support.upstreams import completion
-from tests.unit.test_next_turn_prefill import DOG, JOB, SISTER, remember, turn
+from tests.unit.test_next_turn_prefill import ABOUT_HANA, DOG, JOB, SISTER, prefilled_turn, remember, then, turn
 
 BLOCK = render_recalled([("The user's dog Pochi hates the rain.", None)])
 
@@ -117,19 +117,12 @@ async def test_the_proxy_pads_the_prefill_and_the_next_turn_opens_with_it(proxy,
     await remember(engine, SISTER, DOG, JOB)
     answer = "Hana is well. Did you take your dog Pochi out in the rain today?"
     upstream.respond = tokenizing_upstream(answer)
-    first = [{"role": "user", "content": "Tell me about my sister Hana"}]
-    await turn(client, first)
-    await settle(client, engine)
-
-    [prefill] = upstream.prefills
-    messages = json.loads(prefill.content)["messages"]
-    assert words(messages) % 128 == 0
-    anticipated = messages[-1]["content"]
+    anticipated = await prefilled_turn(client, upstream, engine, ABOUT_HANA)
+    assert words(json.loads(upstream.prefills[0].content)["messages"]) % 128 == 0
     assert PAD_UNIT in anticipated and "Pochi" in anticipated
     assert upstream.tokenizes and all(r.url.path == "/tokenize" for r in upstream.tokenizes)
     # The block logged for the next turn is the padded one, byte for byte.
-    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "What is my dog called?"}]
-    await turn(client, second)
+    await turn(client, then(ABOUT_HANA, answer, "What is my dog called?"))
     assert upstream.last_json["messages"][-1]["content"].startswith(anticipated + "\n\n")
     assert app_of(client).state.chat_service.prefill.stats.unaligned == 0
 
@@ -145,13 +138,8 @@ async def test_an_upstream_that_cannot_count_gets_the_prefill_unpadded(proxy, up
         return httpx.Response(200, json=completion(answer))
 
     upstream.respond = respond
-    first = [{"role": "user", "content": "Tell me about my sister Hana"}]
-    await turn(client, first)
-    await settle(client, engine)
-    [prefill] = upstream.prefills
-    anticipated = json.loads(prefill.content)["messages"][-1]["content"]
+    anticipated = await prefilled_turn(client, upstream, engine, ABOUT_HANA)
     assert PAD_UNIT not in anticipated and "Pochi" in anticipated
     assert app_of(client).state.chat_service.prefill.stats.unaligned == 1
-    second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And my dog?"}]
-    await turn(client, second)
+    await turn(client, then(ABOUT_HANA, answer, "And my dog?"))
     assert upstream.last_json["messages"][-1]["content"].startswith(anticipated + "\n\n")

@@ -368,10 +368,8 @@ async def test_searches_run_between_the_partitions_a_save_writes(
         index.applied_seq = 7
         save = asyncio.ensure_future(index.save())
         await asyncio.sleep(0.05)  # the first partition's write is under way
-        started = time.perf_counter()
         assert await index.search(BOB, vectors[3], 1) == [("b3", pytest.approx(1.0, abs=1e-4))]
-        assert time.perf_counter() - started < 0.5  # one write (0.3 s) at most, not three
-        assert not save.done()
+        assert len(written) <= 1 and not save.done()  # answered after one partition's write at most, not all
         await index.drop_scope(carol)  # between two partition writes
         await save
         assert carol not in written and len(written) == 2
