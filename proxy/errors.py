@@ -122,6 +122,17 @@ class UpstreamStatusError(UpstreamError):
             message = f"The upstream model server failed (HTTP {status}): {message}"
         return cls(status, message, param=param, code=code)
 
+    @property
+    def exceeds_context(self) -> bool:
+        """The upstream refused the prompt as longer than the model's context window (vLLM: "This model's maximum
+        context length is N tokens. However, your prompt contains ..."; OpenAI: code ``context_length_exceeded``)."""
+        if self.upstream_status != 400:
+            return False
+        text = self.message.casefold()
+        return self.code == "context_length_exceeded" or "maximum context length" in text or (
+            "context length" in text and "exceed" in text
+        )
+
 
 class ServiceUnavailableError(ProxyError):
     status_code = 503

@@ -123,6 +123,19 @@ class MemoryGateway:
         prepared.timings_ms["memory"] = (time.perf_counter() - started) * 1000
         return prepared
 
+    def withdraw(self, identity: Identity, prepared: PreparedChat, messages: list[dict[str, Any]], reason: str) -> None:
+        """Take back what :meth:`prepare` added (the upstream refused the prompt it made, e.g. as longer than the
+        model's context): the chat goes on as the client sent it, degraded. What was logged for this turn is
+        forgotten, so later turns do not repeat a block the upstream never saw."""
+        self._degrade(prepared, messages, reason)
+        newest = prompt_layout.newest_user_index(messages)
+        if newest is None:
+            return
+        digest = turn_digests(identity.scope, messages[: newest + 1])[newest]
+        self.log.discard(digest)
+        if all(message.get("role") != "user" for message in messages[:newest]):
+            self.log.discard(digest, CORE_SLOT)  # the conversation's opening: its core block was not sent either
+
     def _degrade(self, prepared: PreparedChat, messages: list[dict[str, Any]], reason: str) -> None:
         self.stats.degraded += 1
         prepared.messages, prepared.status, prepared.reason = messages, "degraded", reason

@@ -110,6 +110,10 @@ class Metrics:
         if "memory" in prepared.timings_ms:
             self.phase("recall", prepared.timings_ms["memory"] / 1000)
 
+    def withdrawn(self, prepared: PreparedChat) -> None:
+        """Memory taken back after :meth:`prepared` counted the chat (the upstream refused the prompt it made)."""
+        self.degraded.labels((prepared.reason or "unknown").split(":", 1)[0]).inc()
+
     def failover(self) -> None:
         self.failovers.inc()
 

@@ -58,6 +58,9 @@ class InjectionLog:
             self._entries.move_to_end(key)
         return block
 
+    def discard(self, digest: bytes, slot: str = "recall") -> None:
+        self._entries.pop((digest, slot), None)
+
     def put(self, digest: bytes, block: str, slot: str = "recall") -> None:
         key = (digest, slot)
         self._entries[key] = block

@@ -148,13 +148,12 @@ class ChatCompletionsService:
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
 
-        answered = functools.partial(
-            self._after_answer, _Exchange(identity, client_messages, prepared, controls, payload, replicas[0])
-        )
+        exchange = _Exchange(identity, client_messages, prepared, controls, payload, replicas[0])
+        answered = functools.partial(self._after_answer, exchange)
 
         if not request.stream:
-            response = await self._send_routed(
-                replicas, routed, payload, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
+            response = await self._send_fitted(
+                exchange, routed, replicas, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
             )
             self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
             _read_answer(response.content, answered)
@@ -169,8 +168,30 @@ class ChatCompletionsService:
             await anext(events)
             return events
 
-        events = await self._send_routed(replicas, routed, payload, open_stream)
+        events = await self._send_fitted(exchange, routed, replicas, open_stream)
         return ChatCompletionStream(events, transcript, _headers(prepared, routed))
+
+    async def _send_fitted(
+        self,
+        exchange: _Exchange,
+        routed: RoutedModel | None,
+        replicas: list[Replica],
+        attempt: Callable[[UpstreamClient, bytes], Awaitable[R]],
+    ) -> R:
+        """``_send_routed`` with the prepared chat. If the upstream refuses it as longer than the model's context
+        and memory made it longer, it is sent again as the client sent it, with memory degraded
+        (``context-overflow``): memory never turns a chat that fits into one that fails. (A prompt that does not
+        fit even so gets the upstream's own error.)"""
+        payload = exchange.forwarded
+        try:
+            return await self._send_routed(replicas, routed, payload, attempt)
+        except UpstreamStatusError as exc:
+            if not exc.exceeds_context or exchange.prepared.messages == exchange.messages:
+                raise
+        self._memory.withdraw(exchange.identity, exchange.prepared, exchange.messages, "context-overflow")
+        self._metrics.withdrawn(exchange.prepared)
+        payload["messages"] = exchange.messages
+        return await self._send_routed(replicas, routed, payload, attempt)
 
     async def _send_routed(
         self,

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from proxy.errors import UpstreamStatusError
 from tests.integration.conftest import API_KEY, MODEL, VllmServer
 from tests.support.wiretap import Wiretap
 
@@ -161,6 +162,16 @@ def test_vllm_client_error_passes_through(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no-such-model", messages=HELLO, max_tokens=5)
     assert "no-such-model" in caught.value.body["message"]
+
+
+def test_vllm_refusing_an_over_long_prompt_is_recognised_as_such(client: openai.OpenAI) -> None:
+    """The proxy sends a chat again without memory when memory pushed it past the context window
+    (tests/unit/test_context_overflow.py); that hinges on reading vLLM's refusal right, checked here."""
+    too_long = [{"role": "user", "content": "memory " * 9000}]  # > 8192 tokens: refused before any compute
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=too_long, max_tokens=5)
+    error = caught.value.body
+    assert UpstreamStatusError(400, error["message"], code=error.get("code")).exceeds_context, error
 
 
 def test_client_disconnect_aborts_generation_in_vllm(proxy: str, vllm: VllmServer) -> None:
