@@ -14,11 +14,14 @@ graph store.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import os
 import struct
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +37,8 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 _MAGIC = b"MPVPART1"
 _SUFFIX = ".part"
+
+log = logging.getLogger(__name__)
 
 
 class IndexLoadError(Exception):
@@ -125,6 +130,62 @@ class IndexFolder:
             except (OSError, _Corrupt) as exc:
                 raise IndexLoadError(f"{where}: partition of {scope.key!r}: {exc}") from exc
         return manifest
+
+
+class PartitionFiles:
+    """An :class:`IndexFolder`'s partition files, written (and, for searches, read) in an I/O thread of their own,
+    so that the index's worker thread keeps serving searches meanwhile: at 100k vectors a partition takes about
+    120 ms to write and 140 ms to read.
+
+    Per scope, writes land in the order they were handed over (one thread, first in first out), and
+    :meth:`read` waits for the scope's write under way: a read never sees a file older than the last write. All
+    methods but :meth:`read_beside` are called from the index's worker thread."""
+
+    def __init__(self, folder: IndexFolder, dim: int) -> None:
+        self.folder = folder
+        self._dim = dim
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss-io")
+        self._writes: dict[Scope, Future[None]] = {}
+        """Each scope's latest write (done ones are forgotten as they are noticed)."""
+
+    def write(self, scope: Scope, partition: Partition) -> Future[None]:
+        """Write ``partition`` (which must not change until the write is done: hand over a snapshot or an evicted
+        partition)."""
+        future = self._thread.submit(self.folder.write_partition, scope, partition)
+        self._writes[scope] = future
+        return future
+
+    def pending(self, scope: Scope) -> Future[None] | None:
+        """The scope's write under way, if any."""
+        future = self._writes.get(scope)
+        if future is not None and future.done() and future.exception() is None:
+            del self._writes[scope]
+            return None
+        return future
+
+    def settle(self, scope: Scope) -> BaseException | None:
+        """Wait for the scope's write under way, if any; its error, if it failed."""
+        future = self._writes.pop(scope, None)
+        return None if future is None else future.exception()
+
+    def settle_all(self) -> dict[Scope, BaseException]:
+        failed = {scope: error for scope in list(self._writes) if (error := self.settle(scope)) is not None}
+        return failed
+
+    def read(self, scope: Scope) -> Partition:
+        """Read in the calling thread, after the scope's write under way."""
+        if (error := self.settle(scope)) is not None:
+            log.warning("writing the vector partition of %r failed before it was read back: %s", scope.key, error)
+        return self.folder.read_partition(scope, self._dim)
+
+    async def read_beside(self, scope: Scope) -> Partition:
+        """Read in the I/O thread, after every write handed over so far."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self.folder.read_partition, scope, self._dim
+        )
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
 
 
 # --- the partition file format ------------------------------------------------------------------------------------
