@@ -73,6 +73,10 @@ class MemoryConfig(BaseModel):
     dedupe_threshold: float = Field(0.95, gt=0.0, le=1.0)
     recall_preset: str = "balanced"
     index_save_interval_s: float = Field(30.0, gt=0)
+    vector_ram_mb: float = Field(
+        256.0, gt=0, description="RAM for vector partitions; the least recently used beyond it live on disk and are "
+        "read back on their next use (a 100k-memory user's partition takes about 60 MB).",
+    )
     index_follow_interval_s: float = Field(
         1.0, gt=0, description="How often the indexes catch up with changes made by other processes."
     )

@@ -61,7 +61,12 @@ async def build_parts(config: MemoryConfig) -> tuple[GraphStore, Embedder, Vecto
         raise ValueError(f"the embedding model has dimension {embedder.dim}, config.vector_dim says {config.vector_dim}")
     store = build_store(config)
     await store.open()
-    vectors = FaissVectorIndex.open(config.index_dir, dim=embedder.dim, embedder_name=embedder.name)
+    vectors = FaissVectorIndex.open(
+        config.index_dir,
+        dim=embedder.dim,
+        embedder_name=embedder.name,
+        resident_bytes=int(config.vector_ram_mb * 2**20),
+    )
     queue = DurableQueue(config.queue_path)
     await queue.open()
     return store, embedder, vectors, queue

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
         "(idle-time work: on a busy proxy it is skipped).",
     )
     core_memory_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
+    vector_ram_mb: float = Field(
+        256.0, gt=0, description="RAM for the vector index; users beyond it are read back from disk when they chat."
+    )
     side_request_markers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["### Task:"],
         description="A request whose last user message starts with one of these (Open WebUI's title / tags / "

@@ -6,6 +6,10 @@ store's ``commit`` with vectors derived from a pool of real MiniLM embeddings (e
 little noise, renormalised) — the index, the store and BM25 hold the real number of real-shaped rows. The queries are
 new sentences embedded at query time, so every measured ``recall()`` includes embedding the query, BM25, the vector
 search, graph expansion, fetching and scoring, exactly as a chat would.
+
+``reload`` measures what one user costs the others when their large partition has been pushed out of RAM (by
+other users' recalls) and must be read back: the smallest user recalls back to back while the largest user's first
+recall reads its partition from disk.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="balanced", choices=sorted(PRESETS))
     parser.add_argument("--pool", type=int, default=4096, help="real sentences embedded for the vector pool")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--vector-ram-mb", type=float, default=256.0, help="the vector index's RAM budget")
     parser.set_defaults(handler=lambda args: asyncio.run(run(args)))
 
 
@@ -67,7 +72,7 @@ def sentence(rng: random.Random) -> str:
 async def run(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="memproxy-latency-") as tmp:
-        config = MemoryConfig(data_dir=args.data_dir or Path(tmp), tenant="bench")
+        config = MemoryConfig(data_dir=args.data_dir or Path(tmp), tenant="bench", vector_ram_mb=args.vector_ram_mb)
         engine = await MemoryEngine.open(config)
         try:
             report = await measure(engine, sizes, args)
@@ -116,13 +121,65 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
             "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2),
             "memories": await engine.store.count_memories(scope),
         }
+    reload = None
+    if filler_users and len(sizes) > 1:
+        fillers = [Scope("bench", f"filler-{i}") for i in range(filler_users)]
+        reload = await measure_reload(
+            engine, Scope("bench", f"user-{max(sizes)}"), Scope("bench", f"user-{min(sizes)}"), fillers, pool, rng
+        )
     return {
         "sizes": results,
+        "reload": reload,
         "store_memories": loaded,
         "preset": args.preset,
         "bulk_load_memories_per_s": round(loaded / load_s, 1),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+async def measure_reload(
+    engine: MemoryEngine, big: Scope, small: Scope, fillers: list[Scope], pool: np.ndarray, rng: random.Random
+) -> dict[str, Any] | None:
+    preset = get_preset("balanced")
+    cold: list[float] = []
+    others: list[float] = []
+    for _ in range(3):
+        for scope in fillers:  # other users' searches push the big partition out of RAM
+            if not _is_resident(engine, big):
+                break
+            await engine.vectors.search(scope, pool[rng.randrange(len(pool))], 1)
+        if _is_resident(engine, big):
+            return None  # the budget holds everything: nothing to read back
+        await engine.recaller.recall(small, QUERIES[0], preset)
+        stop = asyncio.Event()
+
+        async def recall_back_to_back() -> None:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                await engine.recaller.recall(small, sentence(rng).replace(".", "?"), preset)
+                others.append((time.perf_counter() - t0) * 1000)
+
+        task = asyncio.ensure_future(recall_back_to_back())
+        await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        await engine.recaller.recall(big, QUERIES[1], preset)
+        cold.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        await engine.vectors.settle()
+    others.sort()
+    return {
+        "cold_recall_ms": round(statistics.median(cold), 1),
+        "others_p50_ms": round(statistics.median(others), 2),
+        "others_max_ms": round(others[-1], 1),
+        "others_recalls": len(others),
+    }
+
+
+def _is_resident(engine: MemoryEngine, scope: Scope) -> bool:
+    """Whether the scope's partition is in RAM (a benchmark's look inside the FAISS index; other indexes: yes)."""
+    return scope in getattr(engine.vectors, "_resident", (scope,))
 
 
 async def bulk_load(
@@ -157,5 +214,11 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"recall() latency with {report['store_memories']:,} memories in the store (preset {report['preset']})"]
     for size, row in report["sizes"].items():
         lines.append(f"  user with {int(size):>7,} memories: p50 {row['p50_ms']:>6} ms   p95 {row['p95_ms']:>6} ms")
+    if reload := report.get("reload"):
+        lines.append(
+            f"while the largest user's partition is read back (its recall {reload['cold_recall_ms']} ms): another "
+            f"user's recall p50 {reload['others_p50_ms']} ms, max {reload['others_max_ms']} ms "
+            f"({reload['others_recalls']} recalls)"
+        )
     lines.append(f"bulk load {report['bulk_load_memories_per_s']:,} memories/s; peak RSS {report['rss_mb']:,} MB")
     return "\n".join(lines)

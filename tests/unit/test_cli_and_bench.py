@@ -48,3 +48,20 @@ def test_bench_overhead_reports_json() -> None:
             assert row["direct"]["p50"] > 0 and row["proxy"]["p50"] > 0
             assert row["proxy"]["p95"] >= row["proxy"]["p50"]
     assert set(report["added_ms"]) == {"p50", "p95"}
+
+
+def test_bench_latency_reports_json_with_a_partition_read_back() -> None:
+    # A RAM budget of 1 MB: the filler user's search pushes the 3000-memory user's partition out, so the reload
+    # figures (another user's recalls while it is read back) are measured, not skipped.
+    result = run(
+        "bench", "latency", "--json", "--total", "4000", "--sizes", "100,3000", "--queries", "5",
+        "--vector-ram-mb", "1", "--pool", "64",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["sizes"]) == {"100", "3000"}
+    assert report["sizes"]["3000"]["memories"] == 3000
+    assert 0 < report["sizes"]["100"]["p50_ms"] <= report["sizes"]["100"]["p95_ms"]
+    reload = report["reload"]
+    assert reload["others_recalls"] > 0 and reload["cold_recall_ms"] > 0
+    assert reload["others_max_ms"] >= reload["others_p50_ms"] > 0
