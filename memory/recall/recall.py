@@ -54,13 +54,18 @@ class Recaller:
         if not query.strip() or preset.top_k <= 0:
             return []
         at = now() if at is None else at
-        # The query is embedded first (BM25 beside it slows both: they contend for the interpreter), then the
-        # vector search runs in the index's worker thread while BM25 runs here.
-        query_vector = await self._embedder.embed_one(query)
-        search = asyncio.ensure_future(self._vectors.search(scope, query_vector, preset.dense_k))
-        await asyncio.sleep(0)  # let the search task hand its work to the index's thread before BM25 takes this one
-        lexical_hits = self._lexical.search(scope, query, preset.lexical_k)
-        dense_hits = await search
+        # The query is embedded in the embedder's thread (onnxruntime lets go of the interpreter) while BM25 runs
+        # here; then the vector search. Measured at 100k memories, interleaved in one run: p50 / p95 7.1 / 10.0 ms
+        # with BM25 beside the vector search instead, 6.5 / 8.3 ms this way.
+        embedding = asyncio.ensure_future(self._embedder.embed_one(query))
+        try:
+            await asyncio.sleep(0)  # the embedding task hands its work to the embedder's thread before BM25 runs
+            lexical_hits = self._lexical.search(scope, query, preset.lexical_k)
+            query_vector = await embedding
+        except BaseException:
+            embedding.cancel()
+            raise
+        dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
 
         first = FirstStage(dense_hits, lexical_hits, dense_floor=preset.dense_floor, weights=preset.weights)
         if preset.graph_seeds > 0 and len(first):
