@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from memory.embedding.batcher import BatchedEmbedder
 from memory.embedding.model_folder import ModelFolder, folder_digest, normalise_rows, pool
 from memory.embedding.onnx_export import cached_export
+from memory.threads import background
 
 
 class OnnxEmbedder(BatchedEmbedder):
@@ -56,7 +57,7 @@ class OnnxEmbedder(BatchedEmbedder):
         self._session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._batch_size = batch_size
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder")
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embedder", initializer=background())
         # Queries get their own lane (see BatchedEmbedder): onnxruntime sessions and tokenizers run concurrently.
         queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-query")
         self._start_batching(executor, max_batch=batch_size, max_wait=max_wait, query_executor=queries)

@@ -37,6 +37,7 @@ from memory.graph.base import (
     WriteBatch,
 )
 from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, Relationship, Scope
+from memory.threads import background
 
 R = TypeVar("R")
 
@@ -58,11 +59,16 @@ _UNAVAILABLE = {
 class _Connection:
     """One SQLite connection owned by one worker thread; every call runs there, one at a time."""
 
-    def __init__(self, path: Path, name: str, *, synchronous_full: bool, busy_timeout_s: float) -> None:
+    def __init__(
+        self, path: Path, name: str, *, synchronous_full: bool, busy_timeout_s: float, in_background: bool = False
+    ) -> None:
+        """``in_background``: the thread runs at a lower CPU priority than the chat path (see memory.threads)."""
         self._path = path
         self._synchronous = "FULL" if synchronous_full else "NORMAL"
         self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=name, initializer=background() if in_background else None
+        )
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -147,7 +153,9 @@ class SqliteGraphStore(GraphStore):
         if self._writer is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer, reader = self._connection("graph-store-writer"), self._connection("graph-store-reader")
+        # Writes (the write pipeline, use counts) are background work; reads are on the chat path (recall).
+        writer = self._connection("graph-store-writer", in_background=True)
+        reader = self._connection("graph-store-reader")
         try:
             await writer.open()
             await writer.write(writes.create_schema)
@@ -308,9 +316,13 @@ class SqliteGraphStore(GraphStore):
 
     # --- plumbing --------------------------------------------------------------------------------------------
 
-    def _connection(self, name: str) -> _Connection:
+    def _connection(self, name: str, *, in_background: bool = False) -> _Connection:
         return _Connection(
-            self.path, name, synchronous_full=self._synchronous_full, busy_timeout_s=self._busy_timeout_s
+            self.path,
+            name,
+            synchronous_full=self._synchronous_full,
+            busy_timeout_s=self._busy_timeout_s,
+            in_background=in_background,
         )
 
     async def _write(self, fn: Callable[..., R], *args: Any) -> R:

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import faiss
 
 from memory.models import Scope
+from memory.threads import background
 from memory.vectors.partition import Partition, PartitionPolicy, build_ivf_from
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class IvfBuilds:
     def __init__(self, dim: int, policy: PartitionPolicy) -> None:
         self._dim = dim
         self._policy = policy
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss-build", initializer=one_omp_thread)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss-build", initializer=background(one_omp_thread))
         self._under_way: dict[Scope, tuple[Future[faiss.IndexIVF], list[str | None]]] = {}
         """Each build's future, with the snapshot ids it was built from."""
 

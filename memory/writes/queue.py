@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from memory.atomic_file import fsync_dir
 from memory.models import Scope
+from memory.threads import background
 from memory.writes.jobs import WriteJob, dumps_json
 from memory.writes.queue_schema import (
     JOB_COLUMNS,
@@ -70,7 +71,7 @@ class DurableQueue:
         self.stats = QueueStats()
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-queue")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-queue", initializer=background())
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._pending: list[tuple[Row, asyncio.Future[None]]] = []
