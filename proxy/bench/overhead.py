@@ -70,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of memory-on responses that may come back without recalled memories (default 0: none)",
     )
     parser.add_argument("--start-timeout-s", type=float, default=900.0, help="how long the proxy may take to start")
+    parser.add_argument(
+        "--pause-ms", type=float, default=0.0,
+        help="pause after each round of requests (default 0: back to back, so the writes of earlier exchanges "
+        "compete with each request; a chat's pace, e.g. 200, lets them finish in between)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -123,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             if upstream_proc:
                 upstream_proc.stop()
     report["upstream"] = "stub" if stub else upstream_url
+    report["pause_ms"] = args.pause_ms
     report["memory"] = memory_report(report, args.memories, load, start_s, checks, depth) if memory else None
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     if checks is not None and checks.failures > args.allow_degraded * len(checks.recalled):
@@ -165,6 +171,8 @@ def measure(
                     results[scenario][name].total_ms.append(total)
                     if checks is not None and name == "proxy":
                         checks.add(*said)
+                if args.pause_ms > 0:
+                    time.sleep(args.pause_ms / 1000)
     finally:
         for client in clients.values():
             client.close()

@@ -37,10 +37,10 @@ def test_no_command_prints_help_and_fails() -> None:
 
 
 def test_bench_overhead_reports_json() -> None:
-    result = run("bench", "overhead", "--json", "--requests", "10", "--warmup", "2")
+    result = run("bench", "overhead", "--json", "--requests", "10", "--warmup", "2", "--pause-ms", "1")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["upstream"] == "stub"
+    assert report["upstream"] == "stub" and report["pause_ms"] == 1
     assert report["requests_per_path"] == 10
     for scenario in ("nonstream", "stream"):
         for metric in ("ttfb_ms", "total_ms"):
