@@ -233,6 +233,18 @@ def _read_partition(data: bytes, dim: int) -> tuple[Scope, Partition]:
         raise _Corrupt(f"unreadable: {exc}") from exc
     lengths = np.frombuffer(payload[index_size : index_size + lengths_size], dtype=np.int32)
     blob = bytes(payload[index_size + lengths_size :])
+    return scope, Partition(dim, index, _decode_ids(lengths, blob), header["trained_on"])
+
+
+def _decode_ids(lengths: np.ndarray, blob: bytes) -> list[str | None]:
+    """The ids back from their lengths (-1: a removed label) and their concatenated UTF-8. This runs while other
+    users' searches go on and holds the interpreter throughout, so the usual case (ASCII ids, as the engine makes
+    them) takes one decode and slices of it: a third of the time of decoding each id on its own at 100k."""
+    ends = np.cumsum(np.maximum(lengths, 0)).tolist()
+    if blob.isascii():
+        text = blob.decode("ascii")
+        starts = [0, *ends[:-1]]
+        return [text[start:end] if length >= 0 else None for start, end, length in zip(starts, ends, lengths.tolist())]
     ids: list[str | None] = []
     offset = 0
     for length in lengths.tolist():
@@ -241,7 +253,7 @@ def _read_partition(data: bytes, dim: int) -> tuple[Scope, Partition]:
         else:
             ids.append(blob[offset : offset + length].decode())
             offset += length
-    return scope, Partition(dim, index, ids, header["trained_on"])
+    return ids
 
 
 def _check_length(path: Path) -> None:

@@ -71,7 +71,10 @@ class Partition:
         self.ids: list[str | None] = ids if ids is not None else []
         """Label → memory id; ``None`` marks a removed label."""
         if labels is None:
-            labels = {memory_id: label for label, memory_id in enumerate(self.ids) if memory_id}
+            if None in self.ids:
+                labels = {memory_id: label for label, memory_id in enumerate(self.ids) if memory_id is not None}
+            else:  # no removed labels (the usual case after a rebuild): built at C speed
+                labels = dict(zip(self.ids, range(len(self.ids))))  # type: ignore[arg-type]
         self.labels: dict[str, int] = labels
         self.trained_on = trained_on
         """IVF: how many vectors it was trained on (0 for flat)."""

@@ -178,3 +178,22 @@ async def test_a_failed_eviction_write_loses_nothing(tmp_path: Path, monkeypatch
         assert (await reopened.search(BOB, unit_vectors(1, seed=3)[0], 1))[0][0] == "b-new"
     finally:
         await reopened.close()
+
+
+@pytest.mark.parametrize("ids", [["a0", "a1", "a2", "a3"], ["a0", "café-1", "日本-2", "a3"]], ids=["ascii", "utf-8"])
+def test_a_partition_file_gives_back_its_ids_removed_labels_included(tmp_path: Path, ids: list[str]) -> None:
+    from memory.vectors.index_folder import IndexFolder
+    from memory.vectors.partition import PartitionPolicy
+
+    partition = Partition(DIM)
+    partition.add(ids, unit_vectors(len(ids)))
+    partition.remove([ids[1]], PartitionPolicy(exact_max=SMALL))
+    folder = IndexFolder(tmp_path)
+    folder.open(dim=DIM, embedder="", fresh=True)
+    folder.write_partition(ALICE, partition)
+
+    back = folder.read_partition(ALICE, DIM)
+
+    assert back.ids == [ids[0], None, ids[2], ids[3]]
+    assert back.labels == {ids[0]: 0, ids[2]: 2, ids[3]: 3}
+    assert back.search(unit_vectors(len(ids))[3][None], 1, PartitionPolicy())[0][0] == ids[3]
