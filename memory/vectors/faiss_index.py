@@ -49,6 +49,8 @@ from memory.vectors.partition import IVF_SQ8, Partition, PartitionPolicy
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+LEAVING_FLOOR = 32 * 2**20
+"""Evicted partitions being written may hold at least this much RAM before eviction waits for their writes."""
 
 
 class FaissVectorIndex(VectorIndex):
@@ -360,7 +362,6 @@ class FaissVectorIndex(VectorIndex):
         I/O thread, and stays at hand (:attr:`_leaving`) until it is."""
         if self._files is None:
             return
-        self._reap()
         for scope in list(self._resident):
             if self._resident_total <= self._resident_bytes:
                 break
@@ -375,6 +376,15 @@ class FaissVectorIndex(VectorIndex):
                 self._leaving[scope] = (partition, self._files.write(scope, partition))
             elif (written := self._files.pending(scope)) is not None:  # a save's copy of it is being written
                 self._leaving[scope] = (partition, written)
+        # Partitions still being written take RAM too: past a quarter of the budget (a bulk load evicting faster
+        # than the disk writes), wait for the oldest writes here instead of holding more and more.
+        held = sum(partition.nbytes() for partition, _ in self._leaving.values())
+        for partition, written in list(self._leaving.values()):
+            if held <= max(self._resident_bytes // 4, LEAVING_FLOOR):
+                break
+            written.exception()
+            held -= partition.nbytes()
+        self._reap()
 
     def _reap(self) -> int:
         """Let go of evicted partitions now written; one whose write failed comes back into RAM, to be written

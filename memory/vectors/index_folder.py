@@ -237,14 +237,9 @@ def _read_partition(data: bytes, dim: int) -> tuple[Scope, Partition]:
 
 
 def _decode_ids(lengths: np.ndarray, blob: bytes) -> list[str | None]:
-    """The ids back from their lengths (-1: a removed label) and their concatenated UTF-8. This runs while other
-    users' searches go on and holds the interpreter throughout, so the usual case (ASCII ids, as the engine makes
-    them) takes one decode and slices of it: a third of the time of decoding each id on its own at 100k."""
-    ends = np.cumsum(np.maximum(lengths, 0)).tolist()
-    if blob.isascii():
-        text = blob.decode("ascii")
-        starts = [0, *ends[:-1]]
-        return [text[start:end] if length >= 0 else None for start, end, length in zip(starts, ends, lengths.tolist())]
+    """The ids back from their lengths (-1: a removed label) and their concatenated UTF-8. (Tried and left out:
+    decoding the blob once and slicing it. It takes less interpreter time, but the latency bench's peak RSS at 1M
+    memories rose from 1,471 to 1,592-1,595 MB with it.)"""
     ids: list[str | None] = []
     offset = 0
     for length in lengths.tolist():
