@@ -197,3 +197,21 @@ def test_a_partition_file_gives_back_its_ids_removed_labels_included(tmp_path: P
     assert back.ids == [ids[0], None, ids[2], ids[3]]
     assert back.labels == {ids[0]: 0, ids[2]: 2, ids[3]: 3}
     assert back.search(unit_vectors(len(ids))[3][None], 1, PartitionPolicy())[0][0] == ids[3]
+
+
+async def test_partitions_waiting_to_be_written_are_bounded(tmp_path: Path, monkeypatch) -> None:
+    """Evicted partitions still being written hold RAM; past the bound (here 0 bytes) eviction waits for them."""
+    from memory.vectors import faiss_index
+
+    monkeypatch.setattr(faiss_index, "LEAVING_FLOOR", 0)
+    index, vectors = await _two_scopes(tmp_path / "vectors")
+    written: list[Scope] = []
+    _slow(monkeypatch, index, "write_partition", written)
+    try:
+        await index.add(BOB, ["b-new"], unit_vectors(1, seed=3))
+        started = time.perf_counter()
+        await index.search(ALICE, vectors[5], 1)  # evicts BOB, and with nothing allowed in flight, waits
+        assert written == [BOB] and time.perf_counter() - started >= SLOW * 0.9
+        assert not index._leaving
+    finally:
+        await index.close()
