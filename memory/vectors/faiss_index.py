@@ -1,30 +1,23 @@
 """The FAISS vector index: one partition per scope, a memory budget, atomic persistence.
 
 **Isolation by construction.** Each :class:`~memory.models.Scope` has its own FAISS index (see
-:mod:`memory.vectors.partition`); a search only ever looks into the caller's partition, so no filter can be
-forgotten and no other scope's vector can come back.
+:mod:`memory.vectors.partition`): a search only ever looks into the caller's partition.
 
-**Threads.** All FAISS work runs in one worker thread (FAISS releases the GIL), with one OpenMP thread: a single
-query gains nothing from more, and two made a flat scan at 100k 2.3x slower on this 2-core machine (6.4 → 15 ms).
-One thread also orders the operations: a search sees every add that was awaited before it. IVF training runs in a
-second, background thread (see :mod:`memory.vectors.ivf_builds`), and partition files are written and read in a
-third (see below).
+**Threads.** All FAISS work runs in one worker thread, with one OpenMP thread (two made a flat scan at 100k 2.3x
+slower on this 2-core machine); one thread also orders the operations: a search sees every add awaited before it.
+IVF training runs in a second thread (:mod:`memory.vectors.ivf_builds`); partition files are read and written in a
+third (:class:`~memory.vectors.index_folder.PartitionFiles`), so a search whose partition must be read back
+(140 ms at 100k) or a partition being evicted or saved (120 ms) does not hold up other scopes' searches.
 
 **Memory.** With a ``path``, partitions are kept in RAM within ``resident_bytes``; the least recently used ones are
-written out (if changed) and dropped, and read back on their next use. So a million memories need not be resident
-at once: only the users being served are. Measured with 1M vectors (one user with 100k, 900 with 1k) and the
-default 256 MiB budget: the index added about 360 MB to the process's RSS.
+written out (if changed; :mod:`memory.vectors.evicted` while that lasts) and read back on their next use. With 1M
+vectors (one user with 100k, 900 with 1k) and the default 256 MiB, the index added about 360 MB to the RSS.
 
-Partition files are written and read in that third thread (:class:`~memory.vectors.index_folder.PartitionFiles`),
-not the worker: a search that must read its partition back waits for that read (140 ms at 100k) while other
-scopes' searches go on, and a partition evicted or saved is written (120 ms at 100k) while searches go on.
-
-**Persistence.** :meth:`FaissVectorIndex.save` writes each changed partition to its own file atomically (temp
-file, fsync, rename, fsync of the folder), then ``manifest.json`` with ``applied_seq`` (the graph store change-log
-seq the index reflects), the dimension and the embedder's name. A partition file may be newer than the manifest
-(written when evicted); never older, so replaying the change log from ``applied_seq`` (idempotent) brings every
-partition up to date after a crash. Opening an existing ``path`` restores the index; a damaged, missing or
-mismatched file raises :class:`IndexLoadError`, and the caller rebuilds from the graph store
+**Persistence.** :meth:`FaissVectorIndex.save` writes each changed partition to its own file atomically, then
+``manifest.json`` with ``applied_seq`` (the graph store change-log seq the index reflects), the dimension and the
+embedder's name. A partition file may be newer than the manifest (written when evicted), never older, so replaying
+the change log from ``applied_seq`` (idempotent) brings every partition up to date after a crash. A damaged,
+missing or mismatched file raises :class:`IndexLoadError`; the caller rebuilds from the graph store
 (:func:`memory.vectors.sync.rebuild_index`).
 """
 
@@ -42,6 +35,7 @@ import numpy as np
 
 from memory.models import Scope
 from memory.vectors.base import VectorIndex
+from memory.vectors.evicted import EvictedPartitions
 from memory.vectors.index_folder import IndexFolder, IndexLoadError, Manifest, PartitionFiles
 from memory.vectors.ivf_builds import IvfBuilds, one_omp_thread
 from memory.vectors.partition import IVF_SQ8, Partition, PartitionPolicy
@@ -83,8 +77,7 @@ class FaissVectorIndex(VectorIndex):
         self._dirty: set[Scope] = set()
         self._dropped: set[Scope] = set()
         """Scopes whose file goes at the next save (after the manifest that no longer lists them)."""
-        self._leaving: dict[Scope, tuple[Partition, Future[None]]] = {}
-        """Evicted partitions whose file is being written; taken back as they are if used meanwhile."""
+        self._leaving = EvictedPartitions()
         self._generation: dict[Scope, int] = {}
         self._epoch = 0
         """A scope's generation changes whenever it enters or leaves RAM: a partition read beside the worker is
@@ -224,7 +217,7 @@ class FaissVectorIndex(VectorIndex):
         self._builds.cancel(scope)
         if self._files is not None:
             # A write under way lands first, so the file removed at the next save is not brought back after it.
-            self._leaving.pop(scope, None)
+            self._leaving.discard(scope)
             self._files.settle(scope)
             self._bump(scope)
         if self._counts.pop(scope, None) is None:
@@ -287,9 +280,9 @@ class FaissVectorIndex(VectorIndex):
     def _take_back(self, scope: Scope) -> Partition:
         """An evicted partition used again while its write is under way: the object itself, once written (it has
         not changed since; if the write failed, it is still to be written)."""
-        partition, written = self._leaving.pop(scope)
-        if written.exception() is not None:
-            log.error("writing the vector partition of %r failed: %s", scope.key, written.exception())
+        partition, error = self._leaving.take_back(scope)
+        if error is not None:
+            log.error("writing the vector partition of %r failed: %s", scope.key, error)
             self._dirty.add(scope)
         return partition
 
@@ -373,32 +366,20 @@ class FaissVectorIndex(VectorIndex):
             self._bump(scope)
             if scope in self._dirty:
                 self._dirty.discard(scope)
-                self._leaving[scope] = (partition, self._files.write(scope, partition))
+                self._leaving.hold(scope, partition, self._files.write(scope, partition))
             elif (written := self._files.pending(scope)) is not None:  # a save's copy of it is being written
-                self._leaving[scope] = (partition, written)
-        # Partitions still being written take RAM too: past a quarter of the budget (a bulk load evicting faster
-        # than the disk writes), wait for the oldest writes here instead of holding more and more.
-        held = sum(partition.nbytes() for partition, _ in self._leaving.values())
-        for partition, written in list(self._leaving.values()):
-            if held <= max(self._resident_bytes // 4, LEAVING_FLOOR):
-                break
-            written.exception()
-            held -= partition.nbytes()
+                self._leaving.hold(scope, partition, written)
+        # Past a quarter of the budget (a bulk load evicting faster than the disk writes), wait for the oldest.
+        self._leaving.bound(max(self._resident_bytes // 4, LEAVING_FLOOR))
         self._reap()
 
     def _reap(self) -> int:
         """Let go of evicted partitions now written; one whose write failed comes back into RAM, to be written
         again. Returns how many failed."""
-        failed = 0
-        for scope, (partition, written) in list(self._leaving.items()):
-            if not written.done():
-                continue
-            if written.exception() is not None:
-                failed += 1
-                self._partition(scope)  # taken back (and logged) as if used
-            else:
-                del self._leaving[scope]
-        return failed
+        failed = self._leaving.settled()
+        for scope in failed:
+            self._partition(scope)  # taken back (and logged) as if used
+        return len(failed)
 
     # --- files -----------------------------------------------------------------------------------------------
 
@@ -417,8 +398,7 @@ class FaissVectorIndex(VectorIndex):
     def _finish_save(self, applied_seq: int) -> None:
         assert self._folder is not None and self._files is not None
         # Partitions evicted meanwhile may hold changes from before applied_seq: their files land first.
-        for _, written in list(self._leaving.values()):
-            written.exception()
+        self._leaving.wait_all()
         if self._reap():
             raise OSError("writing an evicted vector partition failed; the manifest was left as it was")
         self._folder.write_manifest(Manifest(self.dim, self.embedder_name, applied_seq, dict(self._counts)))

@@ -94,7 +94,7 @@ async def test_a_copy_read_before_the_scope_came_and_went_is_not_adopted(tmp_pat
         stale = await index._files.read_beside(ALICE)
         await index.add(ALICE, ["new"], new)
         await index.search(BOB, vectors[3], 1)  # ALICE evicted: written out
-        await asyncio.wrap_future(index._leaving[ALICE][1])
+        await index._run(index._leaving.wait_all)
         await index.search(BOB, vectors[4], 1)  # ... and let go of
         assert ALICE not in index._leaving and ALICE not in index._resident
 
