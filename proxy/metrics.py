@@ -106,12 +106,13 @@ class Metrics:
         if prepared.status == "ok":
             self.recalled.observe(prepared.recalled)
         if prepared.status == "degraded":
-            self.degraded.labels((prepared.reason or "unknown").split(":", 1)[0]).inc()
+            self.count_degraded(prepared)
         if "memory" in prepared.timings_ms:
             self.phase("recall", prepared.timings_ms["memory"] / 1000)
 
-    def withdrawn(self, prepared: PreparedChat) -> None:
-        """Memory taken back after :meth:`prepared` counted the chat (the upstream refused the prompt it made)."""
+    def count_degraded(self, prepared: PreparedChat) -> None:
+        """A degraded chat, by reason; also called for memory taken back after :meth:`prepared` counted the chat
+        (the upstream refused the prompt it made)."""
         self.degraded.labels((prepared.reason or "unknown").split(":", 1)[0]).inc()
 
     def failover(self) -> None:

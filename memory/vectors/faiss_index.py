@@ -307,16 +307,14 @@ class FaissVectorIndex(VectorIndex):
             log.debug("reading the vector partition of %r beside the index failed: %s", scope.key, exc)
 
     def _load_ticket(self, scope: Scope) -> int | None:
-        if scope in self._resident or scope in self._leaving or scope not in self._counts:
-            return None
-        return self._generation.get(scope, 0)
+        """The scope's generation if its partition is only on disk (None: nothing to read)."""
+        on_disk = scope in self._counts and scope not in self._resident and scope not in self._leaving
+        return self._generation.get(scope, 0) if on_disk else None
 
     def _adopt(self, scope: Scope, partition: Partition, ticket: int) -> None:
         """Make a partition read beside the worker resident, unless the scope entered or left RAM meanwhile (its
         file may then be older than its vectors)."""
-        if scope in self._resident or scope in self._leaving or scope not in self._counts:
-            return
-        if self._generation.get(scope, 0) != ticket:
+        if self._load_ticket(scope) != ticket:
             return
         self._builds.start(scope, partition)
         self._make_resident(scope, partition)

@@ -168,10 +168,6 @@ class PartitionFiles:
         future = self._writes.pop(scope, None)
         return None if future is None else future.exception()
 
-    def settle_all(self) -> dict[Scope, BaseException]:
-        failed = {scope: error for scope in list(self._writes) if (error := self.settle(scope)) is not None}
-        return failed
-
     def read(self, scope: Scope) -> Partition:
         """Read in the calling thread, after the scope's write under way."""
         if (error := self.settle(scope)) is not None:

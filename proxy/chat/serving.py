@@ -189,7 +189,7 @@ class ChatCompletionsService:
             if not exc.exceeds_context or exchange.prepared.messages == exchange.messages:
                 raise
         self._memory.withdraw(exchange.identity, exchange.prepared, exchange.messages, "context-overflow")
-        self._metrics.withdrawn(exchange.prepared)
+        self._metrics.count_degraded(exchange.prepared)
         payload["messages"] = exchange.messages
         return await self._send_routed(replicas, routed, payload, attempt)
 

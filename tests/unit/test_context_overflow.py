@@ -72,6 +72,8 @@ async def test_memory_that_overflows_the_window_is_withdrawn_and_the_chat_answer
     assert "Mikan" in json.dumps(first["messages"])  # memory was tried first ...
     assert second["messages"] == [{"role": "user", "content": question}]  # ... then the chat as the client sent it
     assert second.get("stream", False) == stream
+    metrics = (await client.get("/metrics")).text
+    assert 'memproxy_memory_degraded_total{reason="context-overflow"} 1.0' in metrics
     await settle(client, engine)
     assert not upstream.prefills  # a degraded turn anticipates nothing
     # The exchange is still remembered: only recall stood down.
