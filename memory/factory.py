@@ -14,10 +14,17 @@ def build_embedder(config: MemoryConfig) -> Embedder:
     if config.embedder == "onnx":
         from memory.embedding.onnx import OnnxEmbedder
 
-        return OnnxEmbedder(config.embedding_model, cache_dir=config.model_cache_dir, threads=config.embedding_threads)
+        return OnnxEmbedder(
+            config.embedding_model,
+            cache_dir=config.model_cache_dir,
+            threads=config.embedding_threads,
+            query_max_tokens=config.query_max_tokens,
+        )
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(config.embedding_model, threads=config.embedding_threads)
+    return SentenceTransformerEmbedder(
+        config.embedding_model, threads=config.embedding_threads, query_max_tokens=config.query_max_tokens
+    )
 
 
 def build_store(config: MemoryConfig) -> GraphStore:

@@ -197,6 +197,7 @@ def memory_config(settings: Settings) -> MemoryConfig:
         embedding_model=settings.embedding_model,
         recall_preset=settings.recall_preset,
         vector_ram_mb=settings.vector_ram_mb,
+        query_max_tokens=settings.recall_query_max_tokens,
         # The LLM extractor is the upstream model itself (guided JSON decoding), unless configured otherwise.
         extractor=settings.extractor,  # type: ignore[arg-type]
         extractor_url=settings.extractor_url or settings.upstream_url,

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     vector_ram_mb: float = Field(
         256.0, gt=0, description="RAM for the vector index; users beyond it are read back from disk when they chat."
     )
+    recall_query_max_tokens: int = Field(
+        64, ge=8, description="Recall embeds the query's first this many tokens (its cost grows with each token)."
+    )
     side_request_markers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["### Task:"],
         description="A request whose last user message starts with one of these (Open WebUI's title / tags / "

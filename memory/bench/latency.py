@@ -51,6 +51,8 @@ QUERIES = [
     "Did my friend run the marathon?",
     "What did the team learn about the quarterly report?",
 ]
+LONG_MESSAGE_SENTENCES = 15
+"""A long message as a query: 15 bench sentences and a question, about 150 tokens."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=4096, help="real sentences embedded for the vector pool")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--vector-ram-mb", type=float, default=256.0, help="the vector index's RAM budget")
+    parser.add_argument(
+        "--query-max-tokens", type=int, default=MemoryConfig.model_fields["query_max_tokens"].default,
+        help="recall embeds the query's first this many tokens (256: the model's own limit, i.e. no cut)",
+    )
     parser.set_defaults(handler=lambda args: asyncio.run(run(args)))
 
 
@@ -73,7 +79,12 @@ def sentence(rng: random.Random) -> str:
 async def run(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="memproxy-latency-") as tmp:
-        config = MemoryConfig(data_dir=args.data_dir or Path(tmp), tenant="bench", vector_ram_mb=args.vector_ram_mb)
+        config = MemoryConfig(
+            data_dir=args.data_dir or Path(tmp),
+            tenant="bench",
+            vector_ram_mb=args.vector_ram_mb,
+            query_max_tokens=args.query_max_tokens,
+        )
         engine = await MemoryEngine.open(config)
         try:
             report = await measure(engine, sizes, args)
@@ -124,6 +135,23 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
             "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2),
             "memories": await engine.store.count_memories(scope),
         }
+    # A long message (pasted text, a long story) as the query, for the largest user: the query's embedding reads
+    # only its first query_max_tokens tokens, so this stays near the short questions' time.
+    scope = Scope("bench", f"user-{max(sizes)}")
+    long_timings = []
+    for _ in range(max(1, args.queries // 4)):
+        query = " ".join(sentence(rng) for _ in range(LONG_MESSAGE_SENTENCES)) + " What do you remember of these?"
+        t0 = time.perf_counter()
+        await engine.recaller.recall(scope, query, preset)
+        long_timings.append((time.perf_counter() - t0) * 1000)
+    long_timings.sort()
+    long_messages = {
+        "p50_ms": round(statistics.median(long_timings), 2),
+        "p95_ms": round(long_timings[int(0.95 * (len(long_timings) - 1))], 2),
+        "sentences": LONG_MESSAGE_SENTENCES,
+        "query_max_tokens": args.query_max_tokens,
+        "ratio_p50_to_questions": round(statistics.median(long_timings) / results[str(max(sizes))]["p50_ms"], 2),
+    }
     reload = None
     if filler_users and len(sizes) > 1:
         fillers = [Scope("bench", f"filler-{i}") for i in range(filler_users)]
@@ -132,6 +160,7 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
         )
     return {
         "sizes": results,
+        "long_messages": long_messages,
         "reload": reload,
         "store_memories": loaded,
         "preset": args.preset,
@@ -217,6 +246,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"recall() latency with {report['store_memories']:,} memories in the store (preset {report['preset']})"]
     for size, row in report["sizes"].items():
         lines.append(f"  user with {int(size):>7,} memories: p50 {row['p50_ms']:>6} ms   p95 {row['p95_ms']:>6} ms")
+    if long := report.get("long_messages"):
+        lines.append(
+            f"  user with {int(max(report['sizes'], key=int)):>7,} memories, long messages: p50 {long['p50_ms']:>6} ms"
+            f"   p95 {long['p95_ms']:>6} ms ({long['ratio_p50_to_questions']}x the questions' p50; the query's "
+            f"first {long['query_max_tokens']} tokens embedded)"
+        )
     if reload := report.get("reload"):
         lines.append(
             f"while the largest user's partition is read back (its recall {reload['cold_recall_ms']} ms): another "

@@ -175,9 +175,10 @@ class BatchedEmbedder(Embedder):
     """The shared half of every local embedder: a synchronous :meth:`encode` run in a dedicated worker thread,
     with concurrent ``embed`` calls micro-batched. A backend builds its model, then calls :meth:`_start_batching`.
 
-    With a ``query_executor``, :meth:`embed_one` (recall's query) has a lane of its own: a second worker thread
-    and batcher over the same model, so a query never waits behind a write job's texts being embedded (3-5 ms
-    a chunk here). The backend's :meth:`encode` must then be safe to call from two threads at once."""
+    :meth:`embed_one` (recall's query) is encoded by :meth:`encode_query`, cut to the backend's
+    ``query_max_tokens``. With a ``query_executor`` it has a lane of its own: a second worker thread and batcher
+    over the same model, so a query never waits behind a write job's texts being embedded (3-5 ms a chunk here).
+    The backend's :meth:`encode` and :meth:`encode_query` must then be safe to call from two threads at once."""
 
     _executor: ThreadPoolExecutor
     _batcher: MicroBatcher
@@ -194,9 +195,13 @@ class BatchedEmbedder(Embedder):
     ) -> None:
         self._executor = executor
         self._batcher = MicroBatcher(self.encode, executor, max_batch=max_batch, max_wait=max_wait)
+        # Queries go through a batcher of their own even without a lane of their own: they are encoded by
+        # encode_query (cut to query_max_tokens), so they never share a model call with write texts.
         if query_executor is not None:
             self._query_executor = query_executor
-            self._query_batcher = MicroBatcher(self.encode, query_executor, max_batch=max_batch, max_wait=max_wait)
+        self._query_batcher = MicroBatcher(
+            self.encode_query, query_executor or executor, max_batch=max_batch, max_wait=max_wait
+        )
 
     @property
     def batcher(self) -> MicroBatcher:
@@ -208,16 +213,21 @@ class BatchedEmbedder(Embedder):
         return await self._batcher.run(texts)
 
     async def embed_one(self, text: str) -> np.ndarray:
-        batcher = self._query_batcher or self._batcher
-        return (await batcher.run([text]))[0]
+        assert self._query_batcher is not None
+        return (await self._query_batcher.run([text]))[0]
 
     async def close(self) -> None:
         await self._batcher.wait_idle()
-        self._executor.shutdown(wait=True)
-        if self._query_batcher is not None and self._query_executor is not None:
+        if self._query_batcher is not None:
             await self._query_batcher.wait_idle()
+        self._executor.shutdown(wait=True)
+        if self._query_executor is not None:
             self._query_executor.shutdown(wait=True)
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""
+
+    @abstractmethod
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`encode` for recall's queries: each text cut to its first ``query_max_tokens`` tokens."""

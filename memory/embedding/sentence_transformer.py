@@ -32,7 +32,9 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
         threads: int = 1,
         batch_size: int = 64,
         max_wait: float = 0.0,
+        query_max_tokens: int | None = None,
     ) -> None:
+        """``query_max_tokens``: recall's query is cut to this many tokens (None = the model's own limit)."""
         path = Path(model_path) if model_path is not None else default_model_path()
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="st-embedder", initializer=_set_torch_threads, initargs=(threads,)
@@ -48,10 +50,22 @@ class SentenceTransformerEmbedder(BatchedEmbedder):
         self.dim = int(dim)
         self.name = embedder_name(path)
         self._batch_size = batch_size
+        self._max_seq_length = self._model.max_seq_length
+        self._query_max_seq_length = (
+            self._max_seq_length if query_max_tokens is None else min(query_max_tokens, self._max_seq_length)
+        )
         self._start_batching(self._executor, max_batch=batch_size, max_wait=max_wait)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous: ``(len(texts), dim)`` normalised float32. Called in the worker thread by the batcher."""
+        return self._encode(texts, self._max_seq_length)
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._query_max_seq_length)
+
+    def _encode(self, texts: Sequence[str], max_seq_length: int) -> np.ndarray:
+        # Both batchers run in the one worker thread, one call at a time: the model's limit can be set per call.
+        self._model.max_seq_length = max_seq_length
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,

@@ -60,7 +60,8 @@ def newest_user_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
 
 def recall_query(messages: Sequence[Mapping[str, Any]], *, context: bool = True) -> str:
     """The newest user message, plus (``context``) a little of the user's previous message for context ("and what
-    about her?")."""
+    about her?"). The newest message comes first: the query's embedding reads only its first tokens
+    (``MemoryConfig.query_max_tokens``), and those must be the newest message's."""
     newest = newest_user_index(messages)
     if newest is None:
         return ""
@@ -71,7 +72,7 @@ def recall_query(messages: Sequence[Mapping[str, Any]], *, context: bool = True)
         if messages[index].get("role") == "user":
             previous = message_text(messages[index]).strip()[-QUERY_CONTEXT_CHARS:]
             if previous:
-                query = f"{previous}\n{query}"
+                query = f"{query}\n{previous}"
             break
     return query
 

@@ -230,3 +230,20 @@ async def test_another_users_adapter_cannot_be_named(proxy, upstream) -> None:
     own = lora_name(Scope("acme", "alice"))
     response = await chat(client, "acme-svc", "hi", user="alice", model=own, memproxy={"write": False})
     assert response.status_code == 200 and upstream.last_json["model"] == own
+
+
+def test_the_recall_query_starts_with_the_newest_message() -> None:
+    """The query's embedding reads only its first tokens (query_max_tokens): they must be the newest message's, with
+    a little of the previous one after it for context."""
+    from proxy.chat.prompt_layout import QUERY_CONTEXT_CHARS, recall_query
+
+    earlier = "Tell me about the trip my sister planned. " * 20
+    messages = [
+        {"role": "user", "content": earlier},
+        {"role": "assistant", "content": "Sure."},
+        {"role": "user", "content": "And what about her dog?"},
+    ]
+    query = recall_query(messages)
+    assert query.startswith("And what about her dog?\n")
+    assert query.endswith(earlier.strip()[-QUERY_CONTEXT_CHARS:])
+    assert recall_query(messages, context=False) == "And what about her dog?"

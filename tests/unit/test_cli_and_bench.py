@@ -65,3 +65,5 @@ def test_bench_latency_reports_json_with_a_partition_read_back() -> None:
     reload = report["reload"]
     assert reload["others_recalls"] > 0 and reload["cold_recall_ms"] > 0
     assert reload["others_max_ms"] >= reload["others_p50_ms"] > 0
+    long = report["long_messages"]
+    assert long["query_max_tokens"] == 64 and 0 < long["p50_ms"] <= long["p95_ms"]

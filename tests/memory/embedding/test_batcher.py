@@ -187,6 +187,8 @@ async def test_a_query_does_not_wait_behind_a_bulk_embedding() -> None:
                 release.wait(5.0)  # a long write job
             return np.stack([vector(t) for t in texts])
 
+        encode_query = encode
+
     embedder = Slow()
     bulk = asyncio.ensure_future(embedder.embed(["a", "b", "c"]))
     await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from memory.embedding.model_folder import ModelFolder, ModelFolderError, default_model_path, embedder_name, pool
 from memory.embedding.onnx import OnnxEmbedder
@@ -168,3 +169,30 @@ def test_unsupported_model_layouts_are_refused_with_a_reason(tmp_path: Path) -> 
         ModelFolder.read(model)
     with pytest.raises(ModelFolderError, match="missing"):
         ModelFolder.read(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+async def test_a_query_reads_only_its_first_tokens(backend: str, cache_dir: Path) -> None:
+    """Recall's query (embed_one) is cut to query_max_tokens, so a long message costs the hot path a bounded time;
+    texts to remember (embed) keep the model's own limit. Both backends alike."""
+    head = "My dog is called Pochi and I live in Sapporo with my family"
+    tail = " The quarterly revenue report shows higher freight costs across every region." * 8
+    tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    ids = tokenizer.encode(head + tail).ids
+    cut = 12
+    first_tokens = tokenizer.decode(ids[1 : cut - 1])  # without [CLS] / [SEP], which the cut counts
+    assert first_tokens.startswith("my dog is called") and len(ids) > 5 * cut
+    if backend == "onnx":
+        embedder: OnnxEmbedder | SentenceTransformerEmbedder = OnnxEmbedder(cache_dir=cache_dir, query_max_tokens=cut)
+    else:
+        embedder = SentenceTransformerEmbedder(query_max_tokens=cut)
+    try:
+        query = await embedder.embed_one(head + tail)
+        whole, prefix, short = await embedder.embed([head + tail, first_tokens, "I'm vegan."])
+
+        assert float(query @ prefix) >= 0.999  # exactly the first tokens were read
+        assert float(query @ whole) < 0.9  # the whole text reads differently: the cut is real
+        np.testing.assert_allclose(await embedder.embed_one("I'm vegan."), short, atol=1e-5)  # short: unchanged
+    finally:
+        await embedder.close()
