@@ -183,7 +183,7 @@ class BatchedEmbedder(Embedder):
     _executor: ThreadPoolExecutor
     _batcher: MicroBatcher
     _query_executor: ThreadPoolExecutor | None = None
-    _query_batcher: MicroBatcher | None = None
+    _query_batcher: MicroBatcher
 
     def _start_batching(
         self,
@@ -213,13 +213,11 @@ class BatchedEmbedder(Embedder):
         return await self._batcher.run(texts)
 
     async def embed_one(self, text: str) -> np.ndarray:
-        assert self._query_batcher is not None
         return (await self._query_batcher.run([text]))[0]
 
     async def close(self) -> None:
         await self._batcher.wait_idle()
-        if self._query_batcher is not None:
-            await self._query_batcher.wait_idle()
+        await self._query_batcher.wait_idle()
         self._executor.shutdown(wait=True)
         if self._query_executor is not None:
             self._query_executor.shutdown(wait=True)
