@@ -1,6 +1,7 @@
 """Child process of the queue crash test: put ``count`` jobs (in concurrent groups, so they share commits), ack a
-random subset and claim some as it goes, printing ``put <id>`` / ``ack <id>`` only once each is durable. The test
-kills it with SIGKILL part-way.
+random subset and claim some as it goes, printing ``put <id>`` / ``ack <id>`` only once each is durable, and
+``acking <id>`` before an ack starts (a kill between the ack's commit and its ``ack`` line leaves a job that is gone
+although no ``ack`` was printed). The test kills it with SIGKILL part-way.
 
     python -m tests.memory.writes.queue_crash_child PATH COUNT SEED
 """
@@ -37,6 +38,7 @@ async def main(path: Path, count: int, seed: int) -> None:
         for _ in range(rng.randint(0, 3)):
             if unacked and rng.random() < 0.6:
                 job_id = unacked.pop(rng.randrange(len(unacked)))
+                print(f"acking {job_id}", flush=True)
                 if await queue.ack(job_id):
                     print(f"ack {job_id}", flush=True)
         if rng.random() < 0.2:

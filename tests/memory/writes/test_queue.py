@@ -355,7 +355,9 @@ def test_kill_9_mid_way_loses_no_put_and_resurrects_no_ack(tmp_path: Path, seed:
         pytest.fail("the writer finished before it could be killed, three times")
     put = [line.split()[1] for line in lines if line.startswith("put ")]
     acked = {line.split()[1] for line in lines if line.startswith("ack ")}
-    assert 0 < len(put) < 1000
+    # An ack under way when the kill landed may or may not have committed: that one job may be either way.
+    in_flight = {line.split()[1] for line in lines if line.startswith("acking ")} - acked
+    assert 0 < len(put) < 1000 and len(in_flight) <= 1
 
     async def reopen() -> list[str]:
         later = time.time() + 3600  # every lease the dead writer held has run out
@@ -364,7 +366,7 @@ def test_kill_9_mid_way_loses_no_put_and_resurrects_no_ack(tmp_path: Path, seed:
 
     present = Counter(asyncio.run(reopen()))
     assert set(present.values()) <= {1}  # nothing twice
-    assert set(put) - acked <= set(present)  # every durable put that was not acked is there
+    assert set(put) - acked - in_flight <= set(present)  # every durable put that was not acked is there
     assert not acked & set(present)  # no acked job came back
     assert set(present) <= {f"job-{i:04d}" for i in range(1000)}
     with sqlite3.connect(path) as conn:
