@@ -67,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="balanced", choices=sorted(PRESETS))
     parser.add_argument("--pool", type=int, default=4096, help="real sentences embedded for the vector pool")
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--vector-ram-mb", type=float, default=256.0, help="the vector index's RAM budget")
+    parser.add_argument(
+        "--vector-ram-mb", type=float, default=MemoryConfig.model_fields["vector_ram_mb"].default,
+        help="the vector index's RAM budget",
+    )
     parser.add_argument(
         "--query-max-tokens", type=int, default=MemoryConfig.model_fields["query_max_tokens"].default,
         help="recall embeds the query's first this many tokens (256: the model's own limit, i.e. no cut)",
@@ -141,12 +144,12 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
         }
     # A long message (pasted text, a long story) as the query, for the largest user: the query's embedding reads
     # only its first query_max_tokens tokens, so this stays near the short questions' time.
-    scope = Scope("bench", f"user-{max(sizes)}")
+    largest = Scope("bench", f"user-{max(sizes)}")
     long_timings = []
     for _ in range(max(1, args.queries // 4)):
         query = " ".join(sentence(rng) for _ in range(LONG_MESSAGE_SENTENCES)) + " What do you remember of these?"
         t0 = time.perf_counter()
-        await engine.recaller.recall(scope, query, preset)
+        await engine.recaller.recall(largest, query, preset)
         long_timings.append((time.perf_counter() - t0) * 1000)
     long_timings.sort()
     long_messages = {
@@ -159,9 +162,7 @@ async def measure(engine: MemoryEngine, sizes: list[int], args: argparse.Namespa
     reload = None
     if filler_users and len(sizes) > 1:
         fillers = [Scope("bench", f"filler-{i}") for i in range(filler_users)]
-        reload = await measure_reload(
-            engine, Scope("bench", f"user-{max(sizes)}"), Scope("bench", f"user-{min(sizes)}"), fillers, pool, rng
-        )
+        reload = await measure_reload(engine, largest, Scope("bench", f"user-{min(sizes)}"), fillers, pool, rng)
     return {
         "sizes": results,
         "long_messages": long_messages,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.chat.prompt_layout import clip
+from proxy.chat.prompt_layout import QUERY_CONTEXT_CHARS, clip, recall_query
 from tests.support.chat_memory import auth, chat, prompt_text, settle
 from tests.support.upstreams import chunk, sse, stream_response
 
@@ -235,8 +235,6 @@ async def test_another_users_adapter_cannot_be_named(proxy, upstream) -> None:
 def test_the_recall_query_starts_with_the_newest_message() -> None:
     """The query's embedding reads only its first tokens (query_max_tokens): they must be the newest message's, with
     a little of the previous one after it for context."""
-    from proxy.chat.prompt_layout import QUERY_CONTEXT_CHARS, recall_query
-
     earlier = "Tell me about the trip my sister planned. " * 20
     messages = [
         {"role": "user", "content": earlier},
