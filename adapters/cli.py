@@ -17,8 +17,7 @@ from typing import Any
 from adapters.config import AdaptersConfig
 from adapters.jobs import NothingToTrain, train_and_publish
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
-from memory.config import MemoryConfig
-from memory.models import Scope
+from memory import MemoryConfig, MemoryReader, Scope
 
 ConfigFactory = Callable[[argparse.Namespace], tuple[AdaptersConfig, MemoryConfig]]
 """Builds (adapters config, memory config) from the parsed arguments (and the environment, in the caller)."""
@@ -57,17 +56,13 @@ def _run(coroutine: Any) -> int:
 
 
 async def _train(args: argparse.Namespace, config: AdaptersConfig, memory: MemoryConfig) -> int:
-    from dataclasses import replace
-
     from tqdm import tqdm
-
-    from memory.factory import build_store
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.epochs:
-        config = replace(config, training=replace(config.training, epochs=args.epochs))
-    store = build_store(memory)
-    await store.open()
+        config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": args.epochs})})
+    # The store only (a running proxy owns the queue and the indexes of this data dir).
+    memories_of = await MemoryReader.open(memory)
     bar = tqdm(total=0, desc="training", unit="step", file=sys.stderr)
 
     def progress(step: int, total: int) -> None:
@@ -76,14 +71,14 @@ async def _train(args: argparse.Namespace, config: AdaptersConfig, memory: Memor
 
     try:
         version = await train_and_publish(
-            config, AdapterRegistry(config.registry_path), store, Scope(args.tenant, args.user), progress
+            config, AdapterRegistry(config.registry_path), memories_of, Scope(args.tenant, args.user), progress
         )
     except NothingToTrain as exc:
         print(f"nothing to train: {exc}", file=sys.stderr)
         return 1
     finally:
         bar.close()
-        await store.close()
+        await memories_of.close()
     if args.json:
         print(json.dumps(version.to_dict(), indent=2))
     else:

@@ -14,8 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from memory.graph.base import GraphStore
-from memory.models import Memory, MemoryKind, Scope
+from memory import Memory, MemoryKind, MemoryReader, Scope
 
 TEACHING_KINDS = (MemoryKind.PROFILE, MemoryKind.PREFERENCE, MemoryKind.FACT, MemoryKind.EPISODE)
 
@@ -142,12 +141,14 @@ def build_training_set(memories: Iterable[Memory], *, max_examples: int = 256) -
     return TrainingSet(tuple(train), tuple(held_out), NEUTRAL_PAIRS, tuple(facts))
 
 
-async def load_memories(store: GraphStore, scope: Scope, *, limit: int = 2000) -> list[Memory]:
+async def load_memories(memories_of: MemoryReader, scope: Scope, *, limit: int = 2000) -> list[Memory]:
     """The user's active memories, newest first, at most ``limit``."""
     memories: list[Memory] = []
     cursor: str | None = None
     while len(memories) < limit:
-        page = await store.list_memories(scope, limit=min(500, limit - len(memories)), cursor=cursor)
+        page = await memories_of.list(
+            scope.user, tenant=scope.tenant, limit=min(500, limit - len(memories)), cursor=cursor
+        )
         memories.extend(page.items)
         if page.next_cursor is None:
             break

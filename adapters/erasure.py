@@ -30,8 +30,8 @@ from adapters.jobs import AdapterJobs
 from adapters.loader import AdapterLoader
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.routing import AdapterRouter
+from memory import Scope
 from memory.atomic_file import fsync_dir
-from memory.models import Scope
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ fsync'd, the folder is renamed to ``<name>-v<version>``, the parent folder fsync
 flips to ``ready`` (retiring the previous version) in one transaction. A crash before the flip leaves at most a
 stray temp folder and a ``training`` row, which :meth:`AdapterJobs.recover` marks ``failed``.
 
-    jobs = AdapterJobs(config, registry, store)
+    jobs = AdapterJobs(config, registry, engine)
     job = jobs.start(Scope("acme", "alice"))     # an asyncio task; training runs in a worker thread
     jobs.status(job.id)                          # state, step / total, ETA, the version, the error
 
@@ -26,16 +26,15 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.config import AdaptersConfig, TrainingConfig
 from adapters.dataset import build_training_set, load_memories
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.trainer import Progress, train_lora
+from memory import MemoryReader, Scope
 from memory.atomic_file import fsync_dir
-from memory.graph.base import GraphStore
-from memory.models import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +85,14 @@ class TrainingJob:
 
 
 async def train_and_publish(
-    config: AdaptersConfig, registry: AdapterRegistry, store: GraphStore, scope: Scope,
+    config: AdaptersConfig, registry: AdapterRegistry, memories_of: MemoryReader, scope: Scope,
     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> AdapterVersion:
     """One training run for ``scope``. Returns the version row: ``ready`` if published, ``failed`` if validation
     kept it back (the reason and metrics are on the row). Raises :class:`NothingToTrain`; any other error marks the
     row failed and is re-raised. ``should_stop`` is asked once training returns: true raises
     :class:`TrainingCancelled` and publishes nothing."""
-    memories = await load_memories(store, scope)
+    memories = await load_memories(memories_of, scope)
     data = build_training_set(memories, max_examples=config.training.max_examples)
     if not data.train:
         raise NothingToTrain(f"no memories of {scope.tenant}/{scope.user} can be taught")
@@ -139,10 +138,11 @@ def _move_into_place(temp: Path, final: Path) -> None:
 class AdapterJobs:
     """Runs training jobs in this process, one at a time (training uses every core it is given)."""
 
-    def __init__(self, config: AdaptersConfig, registry: AdapterRegistry, store: GraphStore) -> None:
+    def __init__(self, config: AdaptersConfig, registry: AdapterRegistry, memories_of: MemoryReader) -> None:
+        """``memories_of``: where the users' memories are read (the proxy's engine)."""
         self.config = config
         self.registry = registry
-        self.store = store
+        self.memories_of = memories_of
         self._jobs: dict[str, TrainingJob] = {}
         self._one_at_a_time = asyncio.Lock()
         self._stopped: Counter[Scope] = Counter()
@@ -153,7 +153,7 @@ class AdapterJobs:
         if self._stopped[scope] or self.active(scope) is not None:
             raise TrainingInProgress(f"{scope.tenant}/{scope.user} already has a training job")
         job = TrainingJob(uuid.uuid4().hex, scope)
-        config = self.config if training is None else replace(self.config, training=training)
+        config = self.config if training is None else self.config.model_copy(update={"training": training})
         job.task = asyncio.create_task(self._run(job, config), name=f"adapter-train-{job.id[:8]}")
         job.task.add_done_callback(_retrieve)
         self._jobs[job.id] = job
@@ -168,21 +168,30 @@ class AdapterJobs:
         one stops at its next training step (waited for). Yields how many were stopped."""
         self._stopped[scope] += 1
         try:
-            pending = [job for job in self._jobs.values() if job.scope == scope and job.task and not job.task.done()]
-            for job in pending:
-                job.cancel_requested = True
-                if job.state == "queued":
-                    job.task.cancel()  # type: ignore[union-attr]  (pending holds jobs with a task)
-            if pending:
-                await asyncio.wait([job.task for job in pending if job.task is not None])
-            for job in pending:
-                if job.state == "queued":  # cancelled before its coroutine ever ran
-                    job.state, job.error = "cancelled", "cancelled before it started"
-            yield len(pending)
+            yield await self._stop(lambda job: job.scope == scope)
         finally:
             self._stopped[scope] -= 1
             if not self._stopped[scope]:
                 del self._stopped[scope]
+
+    async def close(self) -> None:
+        """At shutdown: every job is stopped as :meth:`stopped` stops a user's (nothing is published after)."""
+        await self._stop(lambda job: True)
+
+    async def _stop(self, which: Callable[[TrainingJob], bool]) -> int:
+        """Stop the unfinished jobs ``which`` picks (a queued one is cancelled, a running one asked to stop at its
+        next step) and wait for them; returns how many."""
+        pending = [(job, job.task) for job in self._jobs.values() if which(job) and job.task and not job.task.done()]
+        for job, task in pending:
+            job.cancel_requested = True
+            if job.state == "queued":
+                task.cancel()
+        if pending:
+            await asyncio.wait([task for _, task in pending])
+        for job, _ in pending:
+            if job.state == "queued":  # cancelled before its coroutine ever ran
+                job.state, job.error = "cancelled", "cancelled before it started"
+        return len(pending)
 
     def status(self, job_id: str) -> TrainingJob | None:
         return self._jobs.get(job_id)
@@ -219,7 +228,7 @@ class AdapterJobs:
         try:
             job.state, job.started_at = "running", time.time()
             version = await train_and_publish(
-                config, self.registry, self.store, job.scope, progress, lambda: job.cancel_requested
+                config, self.registry, self.memories_of, job.scope, progress, lambda: job.cancel_requested
             )
         except (TrainingCancelled, asyncio.CancelledError):
             job.state, job.error = "cancelled", "cancelled: the user's data was erased"

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from memory.models import Scope
+from memory import Scope
 
 
 class AdapterStatus(StrEnum):

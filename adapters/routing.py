@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from adapters.loader import AdapterLoader, AdapterLoadError
 from adapters.registry import AdapterRegistry, AdapterVersion
-from memory.models import Scope
+from memory import Scope
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,51 @@
-"""memproxy's long-term memory engine (vectors, graph store, recall, durable writes). Grows with the memory issue."""
+"""memproxy's long-term memory engine: vectors, a graph store, hybrid recall, durable writes.
+
+Everything a caller needs is here; :class:`MemoryEngine` is the only way into memory (its parts are its own)::
+
+    from memory import MemoryConfig, MemoryEngine
+"""
+
+from memory.browsing import InvalidCursor, InvalidExport, MemoryGraph
+from memory.config import MemoryConfig, SchedulerConfig
+from memory.engine import MemoryEngine, QueueStats
+from memory.graph.base import UNCHANGED, GraphStoreError, NotFound, StoreUnavailable
+from memory.graph.export_format import export_memory
+from memory.metadata_keys import RESERVED_METADATA, is_core, is_pinned, reserved_keys, user_metadata
+from memory.models import Entity, GraphHit, Memory, MemoryKind, Page, RelationType, Relationship, Scope
+from memory.recall.presets import PRESETS, RecallPreset
+from memory.reader import MemoryReader
+from memory.recall.recall import RecalledMemory
+from memory.scheduler import RetentionPeriod
+
+__all__ = [
+    "PRESETS",
+    "RESERVED_METADATA",
+    "UNCHANGED",
+    "Entity",
+    "GraphHit",
+    "GraphStoreError",
+    "InvalidCursor",
+    "InvalidExport",
+    "Memory",
+    "MemoryConfig",
+    "MemoryEngine",
+    "MemoryGraph",
+    "MemoryKind",
+    "MemoryReader",
+    "NotFound",
+    "Page",
+    "QueueStats",
+    "RecallPreset",
+    "RecalledMemory",
+    "RelationType",
+    "Relationship",
+    "RetentionPeriod",
+    "SchedulerConfig",
+    "Scope",
+    "StoreUnavailable",
+    "export_memory",
+    "is_core",
+    "is_pinned",
+    "reserved_keys",
+    "user_metadata",
+]

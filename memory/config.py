@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig
+from memory.recall.presets import DEFAULT_PRESET, PRESETS
+from memory.writes.extraction_config import DeterministicExtractorConfig, ExtractorConfig
 
 DAY_S = 86_400.0
 
@@ -17,7 +20,7 @@ class SchedulerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run the maintenance: decay, the expiry sweep, core memory promotion.")
     interval_s: float = Field(600.0, gt=0, description="Time between two maintenance runs.")
     decay_half_life_s: float = Field(
         30 * DAY_S, gt=0, description="Unused importance halves its distance to the floor in this time."
@@ -48,53 +51,37 @@ class MemoryConfig(BaseModel):
     neo4j_password: SecretStr | None = None
     neo4j_database: str = "neo4j"
 
-    embedder: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: ONNX Runtime int8 (fast query path); torch: sentence-transformers as is."
+    embedder: EmbedderConfig = Field(default_factory=OnnxEmbedderConfig, description="The embedding runtime and model.")
+    extractor: ExtractorConfig = Field(
+        default_factory=DeterministicExtractorConfig, description="What the write pipeline extracts from an exchange."
     )
-    embedding_model: Path | None = Field(
-        None, description="A local sentence-transformers folder; None = the bundled all-MiniLM-L6-v2."
+    dedupe_threshold: float = Field(
+        0.95, gt=0.0, le=1.0, description="A new memory this similar (cosine) to one of the same kind merges into it."
     )
-    vector_dim: int = Field(384, ge=8, description="The embedding model's dimension (checked at start).")
-    embedding_threads: int = Field(1, ge=1, description="The embedder's intra-op threads per model call.")
-    query_max_tokens: int = Field(
-        64,
-        ge=8,
-        description="Recall embeds the query's first this many tokens (BM25 reads all of it). The model's cost "
-        "grows with each token, about 0.2 ms a token on one core here: 64 bounds a long message's query at about "
-        "13 ms, where its first 256 tokens took 51 ms; a chat question is 10-30 tokens.",
+    recall_preset: str = Field(
+        DEFAULT_PRESET, description=f"Recall preset when a call names none: {', '.join(PRESETS)}."
     )
-    model_cache: Path | None = Field(
-        None, description="Where the exported ONNX model is cached; None = ~/.cache/memproxy/onnx (shared)."
-    )
-
-    extractor: Literal["deterministic", "llm"] = Field(
-        "deterministic",
-        description="deterministic: each turn an episode, no model; llm: facts from a chat model (JSON schema), "
-        "added on top of the episodes, with the deterministic result as the fallback.",
-    )
-    extractor_url: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (llm extractor).")
-    extractor_model: str | None = Field(None, description="Model name sent to the extractor endpoint.")
-    extractor_api_key: SecretStr | None = None
-    extractor_timeout_s: float = Field(30.0, gt=0)
-
-    dedupe_threshold: float = Field(0.95, gt=0.0, le=1.0)
-    recall_preset: str = "balanced"
-    index_save_interval_s: float = Field(30.0, gt=0)
+    index_save_interval_s: float = Field(30.0, gt=0, description="How often the vector index is saved to disk.")
     vector_ram_mb: float = Field(
         256.0, gt=0, description="RAM for vector partitions; the least recently used beyond it live on disk and are "
-        "read back on their next use (a 100k-memory user's partition takes about 60 MB).",
+        "read back on their next use.",
     )
     index_follow_interval_s: float = Field(
         1.0, gt=0, description="How often the indexes catch up with changes made by other processes."
     )
-    scheduler: SchedulerConfig = SchedulerConfig()
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="Decay, retention, core memory.")
+
+    @field_validator("recall_preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown recall preset {value!r}; choose one of {', '.join(PRESETS)}")
+        return value
 
     @model_validator(mode="after")
     def _neo4j_needs_uri(self) -> MemoryConfig:
         if self.graph_backend == "neo4j" and not self.neo4j_uri:
             raise ValueError("graph_backend='neo4j' needs neo4j_uri")
-        if self.extractor == "llm" and not (self.extractor_url and self.extractor_model):
-            raise ValueError("extractor='llm' needs extractor_url and extractor_model")
         return self
 
     @property
@@ -108,7 +95,3 @@ class MemoryConfig(BaseModel):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "vectors"
-
-    @property
-    def model_cache_dir(self) -> Path:
-        return self.model_cache or Path.home() / ".cache" / "memproxy" / "onnx"

@@ -1,4 +1,4 @@
-"""``MemoryEngine``: the memory library's facade — remember, recall, relate, search the graph, forget, export.
+"""``MemoryEngine``: the memory library's facade — remember, recall, relate, browse, forget, export.
 
     from memory import MemoryConfig, MemoryEngine
 
@@ -7,7 +7,8 @@
         for hit in await memory.recall("What is my dog's name?", user_id="alice", top_k=3):
             print(hit.score, hit.memory.text)
 
-Every call is scoped to (tenant, user); the tenant defaults to ``config.tenant``.
+Every call is scoped to (tenant, user); the tenant defaults to ``config.tenant``. The engine is the only way into
+memory: its parts (store, indexes, queue, pipeline) are its own, and every write goes through the durable queue.
 """
 
 from __future__ import annotations
@@ -15,32 +16,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from memory.browsing import check_export
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
-from memory.graph.base import UNCHANGED, EdgeType, FieldUpdate, GraphStore, NotFound, Unchanged
-from memory.models import GraphHit, Memory, MemoryKind, RelationType, Relationship, Scope
+from memory.graph.base import UNCHANGED, FieldUpdate, GraphStore, NotFound, Unchanged
+from memory.metadata_keys import reserved_keys
+from memory.models import Memory, MemoryKind, RelationType, Relationship, Scope
 from memory.recall.indexes import DerivedIndexes
 from memory.recall.lexical import LexicalIndex
 from memory.recall.presets import get_preset
 from memory.recall.recall import RecalledMemory, Recaller
-from memory.scheduler import MemoryScheduler, importance_set_patch, pin_patch, unpin_patch
+from memory.reader import MemoryReader
+from memory.scheduler import MemoryScheduler, RetentionPeriod, expiry, importance_set_patch, pin_patch, unpin_patch
+from memory.tasks import BackgroundTasks
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
-from memory.writes.pipeline import PipelineOptions, WritePipeline
 from memory.writes.jobs import WriteJob
+from memory.writes.pipeline import PipelineOptions, WritePipeline
 from memory.writes.queue import DurableQueue
 
 logger = logging.getLogger(__name__)
 
-RetentionPeriod = float | timedelta | Literal["short_term", "long_term"] | None
-"""Seconds or a timedelta from now, a named term of ``config.scheduler``, or None: keep forever."""
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The durable write queue as it stands."""
+
+    depth: int
+    """Jobs waiting or being applied."""
+    oldest_age_s: float
+    """Age of the oldest queued job (0 when empty)."""
+    dead_letters: int
+    """Jobs that failed for good."""
 
 
-class MemoryEngine:
+class MemoryEngine(MemoryReader):
+    """Reading a user's memories is :class:`~memory.reader.MemoryReader`'s; writes, recall and upkeep are here."""
+
     def __init__(
         self,
         config: MemoryConfig,
@@ -52,8 +68,7 @@ class MemoryEngine:
         extractor: Extractor | None = None,
     ) -> None:
         """Prefer :meth:`open`, which builds every part from the config. This constructor takes them injected."""
-        self.config = config
-        self.store = store
+        super().__init__(config, store)
         self.embedder = embedder
         self.vectors = vectors
         self.lexical = LexicalIndex()
@@ -70,9 +85,9 @@ class MemoryEngine:
             follow=self.indexes.follow,
             options=PipelineOptions(dedupe_threshold=config.dedupe_threshold),
         )
-        self._saver: asyncio.Task[None] | None = None
-        self._follower: asyncio.Task[None] | None = None
         self.scheduler = MemoryScheduler(store, config.scheduler, follow=self.indexes.follow)
+        self._tasks = BackgroundTasks()
+        """Every background task the engine starts; ended by :meth:`close`."""
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -81,7 +96,7 @@ class MemoryEngine:
         from memory.factory import build_extractor, build_parts
 
         store, embedder, vectors, queue = await build_parts(config)
-        extractor = build_extractor(config)
+        extractor = build_extractor(config.extractor)
         engine = cls(config, store=store, embedder=embedder, vectors=vectors, queue=queue, extractor=extractor)
         await engine.start()
         return engine
@@ -89,51 +104,23 @@ class MemoryEngine:
     async def start(self) -> None:
         await self.indexes.start()
         self.pipeline.start()
-        self._saver = asyncio.create_task(self._save_periodically(), name="memory-index-saver")
-        self._follower = asyncio.create_task(self._follow_periodically(), name="memory-index-follower")
+        self._tasks.every(self.config.index_save_interval_s, self.vectors.save, "memory-index-saver")
+        # Writes made elsewhere (another replica on the same Neo4j, the scheduler, an import) reach this process's
+        # indexes within one interval; this process's own writes are followed as they commit.
+        self._tasks.every(self.config.index_follow_interval_s, self.indexes.follow, "memory-index-follower")
         self.scheduler.start()
 
     async def close(self) -> None:
         await self.scheduler.stop()
         await self.pipeline.stop()
-        for task in (self._saver, self._follower):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.close()
         await self.vectors.save()
         await self.queue.close()
         await self.embedder.close()
         await self.extractor.close()
         await self.store.close()
 
-    async def __aenter__(self) -> MemoryEngine:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _save_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.index_save_interval_s)
-            try:
-                await self.vectors.save()
-            except Exception:
-                logger.exception("saving the vector index failed; it will be rebuilt from the store if needed")
-
-    async def _follow_periodically(self) -> None:
-        """Writes made elsewhere (another proxy replica on the same Neo4j, the scheduler, an import) reach this
-        process's indexes within one interval; this process's own writes are followed as they commit."""
-        while True:
-            await asyncio.sleep(self.config.index_follow_interval_s)
-            try:
-                await self.indexes.follow()
-            except Exception:
-                logger.warning("following the store's change log failed; retrying", exc_info=True)
-
-    def scope(self, user_id: str, tenant: str | None = None) -> Scope:
-        return Scope(tenant or self.config.tenant, user_id)
-
-    # --- writes ----------------------------------------------------------------------------------------------
+    # --- writes (all through the durable queue) --------------------------------------------------------------
 
     async def remember(
         self,
@@ -151,11 +138,13 @@ class MemoryEngine:
         wait: bool = True,
     ) -> str | None:
         """Store a memory through the durable write pipeline. Returns its id (the id of the memory it merged into,
-        if it repeats one), or None with ``wait=False`` (queued durably; applied in the background)."""
+        if it repeats one), or None with ``wait=False`` (queued durably; applied in the background). ValueError for
+        an empty text, an importance outside 0..1 or a metadata key the engine keeps for itself."""
         if not content or not content.strip():
             raise ValueError("content must not be empty")
         if not 0.0 <= importance <= 1.0:
             raise ValueError("importance must be within 0..1")
+        _check_metadata(metadata)
         extra = dict(metadata or {})
         if category is not None:
             extra["category"] = category
@@ -171,6 +160,49 @@ class MemoryEngine:
         )
         applied = await self.pipeline.submit(job, wait=wait)
         return applied.memory_ids[0] if applied and applied.memory_ids else None
+
+    async def remember_exchange(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        answer: Mapping[str, Any],
+        *,
+        user_id: str,
+        tenant: str | None = None,
+        conversation_id: str | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        """Queue a finished chat exchange (the client's messages with ids, the answer ``{"id", "content"}``)
+        durably; it is applied in the background. Returns once it is on disk. The same ``job_id`` twice is
+        applied once (see :meth:`WriteJob.for_exchange`)."""
+        job = WriteJob.for_exchange(
+            self.scope(user_id, tenant),
+            [dict(message) for message in messages],
+            dict(answer),
+            conversation_id=conversation_id,
+            job_id=job_id,
+        )
+        await self.pipeline.submit(job, wait=False)
+
+    async def revise(self, memory_id: str, text: str, *, user_id: str, tenant: str | None = None) -> str:
+        """Store ``text`` as a new version of the memory, which it SUPERSEDES (the old one stays, inactive, in the
+        history), through the durable queue like every write (:mod:`memory.writes.revisions`). Returns the new id.
+        NotFound if the memory is not in the scope; ValueError for an empty text or a memory that is superseded
+        already (revise its newest version)."""
+        if not text or not text.strip():
+            raise ValueError("text must not be empty")
+        scope = self.scope(user_id, tenant)
+        old = await self.store.get_memory(scope, memory_id)
+        if old is None:
+            raise NotFound(f"no memory {memory_id!r} in this scope")
+        if old.superseded_by is not None:
+            raise ValueError(f"memory {memory_id!r} is superseded by {old.superseded_by!r} already")
+        applied = await self.pipeline.submit(WriteJob.for_revision(scope, memory_id, text), wait=True)
+        if applied is None or not applied.memory_ids:  # deleted or revised by someone else meanwhile
+            now_old = await self.store.get_memory(scope, memory_id)
+            if now_old is None:
+                raise NotFound(f"no memory {memory_id!r} in this scope")
+            raise ValueError(f"memory {memory_id!r} is superseded by {now_old.superseded_by!r} already")
+        return applied.memory_ids[0]
 
     async def add_relationship(
         self,
@@ -201,6 +233,21 @@ class MemoryEngine:
             await self.indexes.drop_scope(scope)
         return removed
 
+    async def import_user(self, user_id: str, data: dict[str, Any], *, tenant: str | None = None) -> int:
+        """Load an export (from any scope, any store) into this user: texts are embedded again with this model.
+        :class:`~memory.browsing.InvalidExport` (nothing written) if an item cannot be read."""
+        scope = self.scope(user_id, tenant)
+        check_export(scope, data)
+        count = await self.store.import_user(scope, data)
+        ids = [m["id"] for m in data.get("memories", [])]
+        memories = await self.store.get_memories(scope, ids)
+        if memories:
+            vectors = await self.embedder.embed([m.text for m in memories])
+            for memory, vector in zip(memories, vectors, strict=True):
+                await self.store.upsert_memory(memory, vector)
+        await self.indexes.follow()
+        return count
+
     async def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until every queued write has been applied (tests, benchmarks, shutdown)."""
         deadline = time.monotonic() + timeout_s
@@ -210,7 +257,7 @@ class MemoryEngine:
             await self.pipeline.run_once()
             await asyncio.sleep(0)
 
-    # --- importance, retention, core memory (see memory.scheduler) --------------------------------------------
+    # --- importance, retention, metadata, core memory (see memory.scheduler) ---------------------------------
 
     async def prioritize(
         self,
@@ -224,13 +271,25 @@ class MemoryEngine:
         """Set how much a memory matters (``importance``, the base it decays from, starting now) and how long it
         is kept (``retention_period``: expired memories are no longer recalled, and leave the indexes at the
         scheduler's next run). Left out = unchanged. Returns the memory as stored; NotFound if it does not exist."""
-        scope, at = self.scope(user_id, tenant), time.time()
+        at = time.time()
         update = FieldUpdate(
             memory_id,
             importance=UNCHANGED if importance is None else importance,
-            expires_at=UNCHANGED if retention_period is UNCHANGED else self._expiry(retention_period, at),
+            expires_at=UNCHANGED if retention_period is UNCHANGED else expiry(retention_period, at, self.config.scheduler),
             metadata=None if importance is None else importance_set_patch(importance, at),
         )
+        return await self._update(memory_id, update, self.scope(user_id, tenant))
+
+    async def update_metadata(
+        self, memory_id: str, patch: Mapping[str, Any], *, user_id: str, tenant: str | None = None
+    ) -> Memory:
+        """Merge ``patch`` into the memory's metadata (RFC 7396: a key set to None is removed). Returns the memory
+        as stored; NotFound if it does not exist; ValueError for a key the engine keeps for itself
+        (:data:`~memory.metadata_keys.RESERVED_METADATA`)."""
+        _check_metadata(patch)
+        return await self._update(memory_id, FieldUpdate(memory_id, metadata=dict(patch)), self.scope(user_id, tenant))
+
+    async def _update(self, memory_id: str, update: FieldUpdate, scope: Scope) -> Memory:
         if not await self.store.update_memories(scope, [update]):
             raise NotFound(f"no memory {memory_id!r} for this user")
         await self.indexes.follow()
@@ -238,20 +297,6 @@ class MemoryEngine:
         if memory is None:
             raise NotFound(f"no memory {memory_id!r} for this user")
         return memory
-
-    def _expiry(self, period: RetentionPeriod, at: float) -> float | None:
-        terms = self.config.scheduler
-        if period is None or (period == "long_term" and terms.long_term_s is None):
-            return None
-        if isinstance(period, str):
-            seconds = {"short_term": terms.short_term_s, "long_term": terms.long_term_s}.get(period)
-            if seconds is None:
-                raise ValueError(f"retention_period must be 'short_term', 'long_term', seconds or None, not {period!r}")
-        else:
-            seconds = period.total_seconds() if isinstance(period, timedelta) else float(period)
-        if seconds <= 0:
-            raise ValueError("retention_period must be positive")
-        return at + seconds
 
     async def pin(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> bool:
         """Put an active memory into the user's core memory for good (the scheduler never demotes a pin)."""
@@ -281,17 +326,21 @@ class MemoryEngine:
         top_k: int = 10,
         *,
         preset: str | None = None,
+        token_budget: int | None = None,
         tenant: str | None = None,
         skip: Callable[[Memory], bool] | None = None,
     ) -> list[RecalledMemory]:
-        """``skip``: memories to leave out (see :meth:`Recaller.recall`)."""
-        chosen = get_preset(preset or self.config.recall_preset).with_overrides(top_k=top_k)
-        hits = await self.recaller.recall(self.scope(user_id, tenant), query, chosen, skip=skip)
-        if hits:
-            # Bookkeeping for importance / promotion; never on the caller's path.
-            asyncio.get_running_loop().create_task(
-                self._record_use(self.scope(user_id, tenant), [h.memory.id for h in hits])
-            )
+        """The ``top_k`` memories most relevant to ``query``, best first. ``preset``: None = ``config.recall_preset``;
+        ``token_budget``: the recalled texts' estimated tokens at most (a memory that does not fit is skipped and
+        the next one tried; None = the preset's); ``skip``: memories to leave out (see :meth:`Recaller.recall`)."""
+        overrides: dict[str, Any] = {"top_k": top_k}
+        if token_budget is not None:
+            overrides["token_budget"] = token_budget
+        chosen = get_preset(preset or self.config.recall_preset).with_overrides(**overrides)
+        scope = self.scope(user_id, tenant)
+        hits = await self.recaller.recall(scope, query, chosen, skip=skip)
+        if hits:  # bookkeeping for importance / promotion; never on the caller's path
+            self._tasks.spawn(self._record_use(scope, [h.memory.id for h in hits]), "memory-record-use")
         return hits
 
     async def _record_use(self, scope: Scope, memory_ids: list[str]) -> None:
@@ -300,85 +349,22 @@ class MemoryEngine:
         except Exception:
             logger.warning("could not record memory use", exc_info=True)
 
-    async def get(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> Memory | None:
-        return await self.store.get_memory(self.scope(user_id, tenant), memory_id)
+    # --- state, for operations -------------------------------------------------------------------------------
 
-    async def graph_search(
-        self,
-        start_node: str,
-        max_depth: int = 2,
-        relationship_types: Collection[EdgeType] | None = None,
-        *,
-        user_id: str,
-        tenant: str | None = None,
-    ) -> list[GraphHit]:
-        return await self.store.graph_search(
-            self.scope(user_id, tenant), start_node, max_depth=max_depth, relationship_types=relationship_types
+    async def queue_stats(self) -> QueueStats:
+        return QueueStats(
+            depth=await self.queue.depth(),
+            oldest_age_s=await self.queue.oldest_age_s(),
+            dead_letters=await self.queue.dead_letter_count(),
         )
 
-    async def history(self, memory_id: str, *, user_id: str, tenant: str | None = None) -> list[Memory]:
-        return await self.store.history(self.scope(user_id, tenant), memory_id)
+    def extraction_stats(self) -> Mapping[str, int]:
+        """The extractor's outcome counts (empty for the deterministic one)."""
+        return self.extractor.stats()
 
-    async def export(self, user_id: str, *, tenant: str | None = None) -> dict[str, Any]:
-        return await self.store.export_user(self.scope(user_id, tenant))
 
-    async def import_user(self, user_id: str, data: dict[str, Any], *, tenant: str | None = None) -> int:
-        """Load an export (from any scope, any store) into this user: texts are embedded again with this model."""
-        scope = self.scope(user_id, tenant)
-        count = await self.store.import_user(scope, data)
-        ids = [m["id"] for m in data.get("memories", [])]
-        memories = await self.store.get_memories(scope, ids)
-        if memories:
-            vectors = await self.embedder.embed([m.text for m in memories])
-            for memory, vector in zip(memories, vectors, strict=True):
-                await self.store.upsert_memory(memory, vector)
-        await self.indexes.follow()
-        return count
+def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
+    reserved = reserved_keys(metadata)
+    if reserved:
+        raise ValueError(f"metadata key {reserved[0]!r} is the engine's own")
 
-    async def revise(self, memory_id: str, text: str, *, user_id: str, tenant: str | None = None) -> str:
-        """Store ``text`` as a new version of the memory, which it SUPERSEDES (the old one stays, inactive, in the
-        history). Kind, importance, metadata (core membership included), provenance, event time and expiry carry
-        over; entities and the slot (:mod:`memory.writes.slots`) are found again in the new text. Returns the new id.
-        NotFound if the memory is not in the scope; ValueError for an empty text or a memory that is superseded
-        already (revise its newest version)."""
-        from memory.graph.base import WriteBatch
-        from memory.models import Entity, new_id, normalise_entity
-        from memory.writes.entities import find_entities
-        from memory.writes.slots import SLOT_ENTITY_TYPE, single_slot
-
-        if not text or not text.strip():
-            raise ValueError("text must not be empty")
-        scope = self.scope(user_id, tenant)
-        old = await self.store.get_memory(scope, memory_id)
-        if old is None:
-            raise NotFound(f"no memory {memory_id!r} in this scope")
-        if old.superseded_by is not None:
-            raise ValueError(f"memory {memory_id!r} is superseded by {old.superseded_by!r} already")
-        found = [(normalise_entity(display), display, kind) for display, kind in find_entities(text)]
-        metadata = {k: v for k, v in old.metadata.items() if k not in ("slot", "slot_value")}
-        if (slot := single_slot(text)) is not None:  # the new text's slot, if it states one (memory.writes.slots)
-            metadata |= {"slot": slot.key, "slot_value": slot.value}
-            found.append((normalise_entity(slot.entity), slot.entity, SLOT_ENTITY_TYPE))
-        new = old.evolve(
-            id=new_id(),
-            text=text.strip(),
-            created_at=time.time(),
-            last_used_at=None,
-            use_count=0,
-            superseded_by=None,
-            entities=tuple(dict.fromkeys(key for key, _, _ in found if key)),
-            metadata=metadata,
-        )
-        [vector] = await self.embedder.embed([new.text])
-        await self.store.commit(
-            WriteBatch(
-                job_id=f"revise-{new.id}",
-                scope=scope,
-                memories=[new],
-                embeddings=[vector],
-                entities=[Entity(scope, key, kind, display) for key, display, kind in found if key],
-                supersessions=[(old.id, new.id)],
-            )
-        )
-        await self.indexes.follow()
-        return new.id

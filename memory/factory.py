@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
+from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig
 from memory.graph.base import GraphStore
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
+from memory.writes.extraction_config import ExtractorConfig, LLMExtractorConfig
 from memory.writes.queue import DurableQueue
 
 
-def build_embedder(config: MemoryConfig) -> Embedder:
-    if config.embedder == "onnx":
+def build_embedder(config: EmbedderConfig) -> Embedder:
+    if isinstance(config, OnnxEmbedderConfig):
         from memory.embedding.onnx import OnnxEmbedder
 
         return OnnxEmbedder(
-            config.embedding_model,
-            cache_dir=config.model_cache_dir,
-            threads=config.embedding_threads,
-            query_max_tokens=config.query_max_tokens,
+            config.model, cache_dir=config.cache_dir, threads=config.threads, query_max_tokens=config.query_max_tokens
         )
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(
-        config.embedding_model, threads=config.embedding_threads, query_max_tokens=config.query_max_tokens
-    )
+    return SentenceTransformerEmbedder(config.model, threads=config.threads, query_max_tokens=config.query_max_tokens)
 
 
 def build_store(config: MemoryConfig) -> GraphStore:
@@ -38,34 +35,27 @@ def build_store(config: MemoryConfig) -> GraphStore:
     return SqliteGraphStore(config.sqlite_path)
 
 
-def build_extractor(config: MemoryConfig) -> Extractor:
+def build_extractor(config: ExtractorConfig) -> Extractor:
     """``deterministic``: no model. ``llm``: the configured chat model, over an HTTP client the extractor owns
     (closed with it); the deterministic episodes stay, and are the fallback."""
-    if config.extractor != "llm":
+    if not isinstance(config, LLMExtractorConfig):
         return DeterministicExtractor()
     import httpx
 
     from memory.writes.llm_extraction import LLMExtractor
 
-    key = config.extractor_api_key.get_secret_value() if config.extractor_api_key else None
-    client = httpx.AsyncClient(timeout=config.extractor_timeout_s, trust_env=False)
-    return LLMExtractor(
-        client,
-        config.extractor_url or "",
-        config.extractor_model or "",
-        api_key=key,
-        timeout_s=config.extractor_timeout_s,
-        owns_client=True,
-    )
+    client = httpx.AsyncClient(timeout=config.timeout_s, trust_env=False)
+    key = config.api_key.get_secret_value() if config.api_key else None
+    return LLMExtractor(client, config.url, config.model, api_key=key, timeout_s=config.timeout_s, owns_client=True)
 
 
 async def build_parts(config: MemoryConfig) -> tuple[GraphStore, Embedder, VectorIndex, DurableQueue]:
     from memory.vectors.faiss_index import FaissVectorIndex
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    embedder = build_embedder(config)
-    if embedder.dim != config.vector_dim:
-        raise ValueError(f"the embedding model has dimension {embedder.dim}, config.vector_dim says {config.vector_dim}")
+    embedder = build_embedder(config.embedder)
+    if embedder.dim != config.embedder.dim:
+        raise ValueError(f"the embedding model has dimension {embedder.dim}, the configuration says {config.embedder.dim}")
     store = build_store(config)
     await store.open()
     vectors = FaissVectorIndex.open(

@@ -44,7 +44,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 from memory.config import SchedulerConfig
 from memory.graph.base import CORE_SINCE, UNCHANGED, FieldUpdate, GraphStore, MemoryUsage, core_since
@@ -58,6 +59,9 @@ CORE_LEFT_AT = "core_left_at"
 DECAY = "decay"
 SCAN_PAGE = 1000
 
+RetentionPeriod = float | timedelta | Literal["short_term", "long_term"] | None
+"""Seconds or a timedelta from now, a named term of the scheduler's config, or None: keep forever."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
@@ -65,6 +69,22 @@ class RunReport:
     promoted: int = 0
     demoted: int = 0
     expired: int = 0
+
+
+def expiry(period: RetentionPeriod, at: float, config: SchedulerConfig) -> float | None:
+    """When a memory kept for ``period`` from ``at`` expires (None: never). ValueError for a period that is not
+    positive or not one of the named terms."""
+    if period is None or (period == "long_term" and config.long_term_s is None):
+        return None
+    if isinstance(period, str):
+        seconds = {"short_term": config.short_term_s, "long_term": config.long_term_s}.get(period)
+        if seconds is None:
+            raise ValueError(f"retention_period must be 'short_term', 'long_term', seconds or None, not {period!r}")
+    else:
+        seconds = period.total_seconds() if isinstance(period, timedelta) else float(period)
+    if seconds <= 0:
+        raise ValueError("retention_period must be positive")
+    return at + seconds
 
 
 class MemoryScheduler:

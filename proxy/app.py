@@ -14,15 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memory.config import MemoryConfig
-from memory.engine import MemoryEngine
+from memory import MemoryEngine
 from proxy import __version__
-from proxy.adapter_gateway import adapters_config, build_adapter_router
+from proxy.adapter_gateway import build_adapter_router
 from proxy.adapters_api.api_router import router as adapters_router
 from proxy.adapters_api.serving import AdaptersService
 from proxy.auth import KeyRecord, KeyRing, read_keys_file
 from proxy.chat.api_router import router as chat_router
-from proxy.chat.prefill import PrefillRunner
+from proxy.chat.memory import ChatMemory
+from proxy.chat.prefill import NextTurnPrefill
 from proxy.chat.serving import ChatCompletionsService
 from proxy.errors import (
     ClientError,
@@ -35,11 +35,11 @@ from proxy.errors import (
 from proxy.identity import IdentityRules
 from proxy.memories.api_router import router as memories_router
 from proxy.memories.serving import MemoriesService
-from proxy.memory_gateway import MemoryGateway, RecallSettings
+from proxy.memory_access import MemoryAccess
 from proxy.metrics import Metrics
 from proxy.observability import RequestContextMiddleware
 from proxy.routes import router as misc_router
-from proxy.settings import Settings
+from proxy.settings import AuthSettings, Settings, load_settings
 from proxy.ui.router import router as ui_router
 from proxy.upstream import UpstreamClient, build_http_client
 from proxy.upstream_pool import UpstreamPool
@@ -53,65 +53,57 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     memory: MemoryEngine | None = None,
 ) -> FastAPI:
-    """Build the ASGI app. ``http_client`` is injected by tests (e.g. with an ``httpx.MockTransport``); when it is
-    not given the app builds a pooled client from the settings and closes it at shutdown. ``memory`` is an open
-    engine owned by the caller; when it is not given and memory is enabled, the app opens one from the settings at
-    start-up and closes it at shutdown."""
-    settings = settings or Settings()
+    """Build the ASGI app: every service, wired here and nowhere else. ``http_client`` is injected by tests (e.g.
+    with an ``httpx.MockTransport``); when it is not given the app builds a pooled client from the settings and
+    closes it at shutdown. ``memory`` is an open engine owned by the caller; when it is not given and memory is
+    enabled, the app opens one from the settings at start-up and closes it at shutdown."""
+    settings = settings or load_settings()
     owns_client = http_client is None
-    client = http_client if http_client is not None else build_http_client(settings)
-    keys = KeyRing(key_records(settings))
-    upstream_key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+    client = http_client if http_client is not None else build_http_client(settings.upstream)
+    keys = KeyRing(key_records(settings.auth))
+    upstream_key = settings.upstream.api_key.get_secret_value() if settings.upstream.api_key else None
     upstreams = UpstreamPool(
-        [UpstreamClient(client, url, api_key=upstream_key) for url in settings.upstream_list],
-        probe_interval_s=settings.upstream_probe_interval_s,
+        [UpstreamClient(client, url, api_key=upstream_key) for url in settings.upstream.replicas],
+        probe_interval_s=settings.upstream.probe_interval_s,
     )
-    gateway = MemoryGateway(memory, recall_settings(settings))
-    rules = IdentityRules.with_extra(settings.user_header, settings.conversation_header)
+    engine = MemoryAccess(engine=memory, config=settings.memory if settings.chat.enabled else None)
+    rules = IdentityRules.with_extra(settings.auth.user_header, settings.auth.conversation_header)
     metrics = Metrics()
-    adapter_router = build_adapter_router(settings, client, upstream_key)
+    adapter_router = build_adapter_router(settings.adapters, client, upstream_key)
+    chat_memory = ChatMemory(engine, settings.chat)
+    prefill = NextTurnPrefill(chat_memory, settings.prefill)
+    adapters_service = AdaptersService(settings.adapters, engine, rules, adapter_router)
+    chat_service = ChatCompletionsService(
+        upstreams,
+        default_model=settings.upstream.default_model,
+        memory=chat_memory,
+        prefill=prefill,
+        identity_rules=rules,
+        metrics=metrics,
+        cache_salt_secret=cache_salt_secret(settings) if settings.auth.cache_salt else None,
+        adapters=adapter_router,
+    )
+    metrics.watch_memory(engine)
+    metrics.watch_upstreams(upstreams, client)
+    metrics.watch_prefills(prefill.runner)
     if adapter_router is not None:
-        metrics.add_counters("memproxy_adapter_routing", "Chats by adapter outcome: adapter, base, fallback:<reason>.",
-                             "outcome", adapter_router.metrics.counts)
-        loader = adapter_router.loader
-        metrics.add_counters(
-            "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
-            lambda: {"load": getattr(loader, "loads", 0), "unload": getattr(loader, "unloads", 0)},
-        )
-    prefill = PrefillRunner(
-        settings.prefill_max_in_flight,
-        delay_s=settings.prefill_delay_ms / 1000,
-        align_tokens=settings.prefill_align_tokens,
-    )
-    metrics.watch_prefills(prefill)
-    metrics.add_counters(
-        "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",
-        "outcome", lambda: _extraction_stats(gateway),
-    )
+        metrics.watch_adapters(adapter_router)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys.warn_if_open()
-        logger.info("memproxy %s forwarding to %s", __version__, ", ".join(settings.upstream_list))
+        logger.info("memproxy %s forwarding to %s", __version__, ", ".join(settings.upstream.replicas))
         upstreams.start()
-        await app.state.adapters_service.start()
-        owned_engine = None
-        if memory is None and settings.memory_enabled:
-            try:
-                owned_engine = await MemoryEngine.open(memory_config(settings))
-                gateway.engine = owned_engine
-            except Exception as exc:
-                # Chats still work without memory; every response says so until the proxy is restarted.
-                logger.exception("memory could not start; chats go on without it")
-                gateway.unavailable = f"memory-unavailable:{type(exc).__name__}"
+        await adapters_service.start()
+        await engine.start()
         try:
             yield
         finally:
-            await prefill.close()
-            await gateway.drain()
+            await prefill.runner.close()
+            await chat_memory.drain()
+            await adapters_service.close()
             await upstreams.close()
-            if owned_engine is not None:
-                await owned_engine.close()
+            await engine.close()
             if owns_client:
                 await client.aclose()
 
@@ -121,26 +113,14 @@ def create_app(
         summary="OpenAI-compatible proxy that gives any chat model long-term memory.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.keys = keys
-    app.state.identity_rules = rules
     app.state.upstreams = upstreams
-    app.state.http_client = client
     app.state.metrics = metrics
-    app.state.memory = gateway
-    app.state.chat_service = ChatCompletionsService(
-        upstreams,
-        default_model=settings.default_model,
-        memory=gateway,
-        identity_rules=rules,
-        cache_salt_secret=cache_salt_secret(settings) if settings.cache_salt else None,
-        metrics=metrics,
-        adapters=adapter_router,
-        prefill=prefill,
-    )
+    app.state.chat_memory = chat_memory
+    app.state.chat_service = chat_service
+    app.state.adapters_service = adapters_service
+    app.state.memories_service = MemoriesService(engine, rules, adapters_service)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.state.adapters_service = AdaptersService(adapters_config(settings), gateway, rules, adapter_router)
-    app.state.memories_service = MemoriesService(gateway, rules, app.state.adapters_service)
     app.include_router(chat_router)
     app.include_router(memories_router)
     app.include_router(adapters_router)
@@ -150,12 +130,7 @@ def create_app(
     return app
 
 
-def _extraction_stats(gateway: MemoryGateway) -> dict[str, int] | None:
-    stats = getattr(getattr(gateway.engine, "extractor", None), "stats", None)
-    return stats.snapshot() if stats is not None else None
-
-
-def key_records(settings: Settings) -> list[KeyRecord]:
+def key_records(settings: AuthSettings) -> list[KeyRecord]:
     """Records from the keys file plus the clear keys of MEMPROXY_API_KEYS (hashed here, tenant and trust from
     the settings)."""
     records = read_keys_file(settings.keys_file) if settings.keys_file else []
@@ -172,45 +147,11 @@ def key_records(settings: Settings) -> list[KeyRecord]:
     return records
 
 
-def recall_settings(settings: Settings) -> RecallSettings:
-    return RecallSettings(
-        top_k=settings.recall_top_k,
-        preset=settings.recall_preset,
-        token_budget=settings.recall_token_budget,
-        timeout_s=settings.recall_timeout_ms / 1000,
-        core_limit=settings.core_memory_limit,
-        side_request_markers=tuple(settings.side_request_markers),
-        layout=settings.prompt_layout,  # type: ignore[arg-type]  (validated by its pattern)
-        anticipate=settings.recall_anticipate,
-        late_top_k=settings.recall_late_top_k,
-    )
-
-
-def memory_config(settings: Settings) -> MemoryConfig:
-    return MemoryConfig(
-        data_dir=settings.data_dir,
-        graph_backend=settings.graph_backend,  # type: ignore[arg-type]  (validated by MemoryConfig)
-        neo4j_uri=settings.neo4j_uri,
-        neo4j_user=settings.neo4j_user,
-        neo4j_password=settings.neo4j_password,
-        embedder=settings.embedder,  # type: ignore[arg-type]
-        embedding_model=settings.embedding_model,
-        recall_preset=settings.recall_preset,
-        vector_ram_mb=settings.vector_ram_mb,
-        query_max_tokens=settings.recall_query_max_tokens,
-        # The LLM extractor is the upstream model itself (guided JSON decoding), unless configured otherwise.
-        extractor=settings.extractor,  # type: ignore[arg-type]
-        extractor_url=settings.extractor_url or settings.upstream_url,
-        extractor_model=settings.extractor_model or settings.default_model,
-        extractor_api_key=settings.upstream_api_key,
-    )
-
-
 def cache_salt_secret(settings: Settings) -> bytes:
     """The configured secret, else one generated once and kept in the data dir (so every restart, and every
     replica sharing the data dir, derives the same salts)."""
-    if settings.cache_salt_secret is not None:
-        return settings.cache_salt_secret.get_secret_value().encode()
+    if settings.auth.cache_salt_secret is not None:
+        return settings.auth.cache_salt_secret.get_secret_value().encode()
     path = settings.data_dir / "cache-salt.secret"
     try:
         return path.read_bytes()

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from proxy import __version__
-from proxy.settings import Settings
+from proxy.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"memproxy: invalid setting: {line}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning, error (MEMPROXY_LOG_LEVEL)")
     serve.add_argument("--access-log", action="store_true", help="log every request line")
     serve.set_defaults(handler=_serve)
+
+    settings = commands.add_parser("settings", help="every MEMPROXY_* variable: its default and what it does")
+    settings.add_argument("--markdown", action="store_true", help="as the README's table")
+    settings.set_defaults(handler=_settings)
 
     bench = commands.add_parser("bench", help="run a benchmark")
     benches = bench.add_subparsers(title="benchmarks", metavar="BENCH")
@@ -90,18 +99,31 @@ def _serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)
-    configure_logging(settings.log_level, settings.log_format)
+    settings = load_settings(**overrides)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     app = create_app(settings)
     uvicorn.run(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
         log_config=None,  # uvicorn's loggers go through ours (text or JSON, with the request id)
         access_log=args.access_log,
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from proxy.settings import VARIABLES
+    from proxy.settings_env import markdown_table
+
+    load_settings()  # the values set now must be valid (else one line each, and exit 2)
+    if args.markdown:
+        print(markdown_table(VARIABLES.all))
+    else:
+        for variable in VARIABLES.all:
+            print(f"{variable.name:<44} {variable.shown_default}")
     return 0
 
 

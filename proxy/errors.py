@@ -14,7 +14,8 @@ Exception tree::
     │   ├── UpstreamUnreachable     502: connection refused / reset / DNS
     │   ├── UpstreamTimeout         504: no bytes within the configured timeout
     │   └── UpstreamStatusError     the upstream answered with an error status (4xx passed through, 5xx -> 502)
-    ├── ServiceUnavailableError     503: a part the request needs is off or failed to start (e.g. memory)
+    ├── ServiceUnavailableError     503: a part the request needs is off or failed to start
+    │   └── MemoryUnavailable       memory is turned off, or could not start (``reason``)
     └── InternalError               500: a bug of ours; the client sees a generic message, the log has the rest
 
 Every body a client sees is built by :func:`error_body`: ``{"error": {"message", "type", "param", "code"}}``.
@@ -138,6 +139,18 @@ class ServiceUnavailableError(ProxyError):
     status_code = 503
     error_type = "server_error"
     default_code = "service_unavailable"
+
+
+class MemoryUnavailable(ServiceUnavailableError):
+    """``reason`` None: memory is turned off; else why it is not serving (``memory-unavailable:<error>``), as the
+    chat's degraded-reason header says it."""
+
+    default_code = "memory_unavailable"
+
+    def __init__(self, reason: str | None) -> None:
+        cause = "it is turned off" if reason is None else "it could not start"
+        super().__init__(f"Memory is unavailable: {cause}.")
+        self.reason = reason
 
 
 class InternalError(ProxyError):

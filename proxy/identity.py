@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from memory.models import Scope
+from memory import Scope
 from proxy.auth import KeyRecord
 from proxy.errors import InvalidRequestError
 

@@ -17,9 +17,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from proxy.errors import MemoryUnavailable
+
 if TYPE_CHECKING:
+    from adapters.routing import AdapterRouter
+    from proxy.chat.memory import PreparedChat
     from proxy.chat.prefill import PrefillRunner
-    from proxy.memory_gateway import MemoryGateway, PreparedChat
+    from proxy.memory_access import MemoryAccess
     from proxy.upstream_pool import UpstreamPool
 
 logger = logging.getLogger(__name__)
@@ -48,6 +52,9 @@ class _SnapshotCounters(Collector):
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._memory: MemoryAccess | None = None
+        self._upstreams: UpstreamPool | None = None
+        self._http: httpx.AsyncClient | None = None
         r = self.registry
         self.requests = Counter(
             "memproxy_http_requests", "HTTP requests answered, by route and status.", ["route", "method", "status"],
@@ -135,31 +142,64 @@ class Metrics:
             lambda: dataclasses.asdict(runner.stats),
         )
 
+    def watch_memory(self, memory: MemoryAccess) -> None:
+        """The write queue and the extraction outcomes, read from the engine at each scrape."""
+        self._memory = memory
+
+        def extractions() -> Mapping[str, int] | None:
+            try:
+                return memory.engine().extraction_stats()
+            except MemoryUnavailable:
+                return None
+
+        self.add_counters(
+            "memproxy_extractions", "Write-path extraction outcomes (LLM extractor): ok or the fallback taken.",
+            "outcome", extractions,
+        )  # fmt: skip
+
+    def watch_adapters(self, router: AdapterRouter) -> None:
+        """Chats by adapter outcome, and the loads and unloads sent to vLLM."""
+        loader = router.loader
+        self.add_counters(
+            "memproxy_adapter_routing", "Chats by adapter outcome: adapter, base, fallback:<reason>.", "outcome",
+            router.metrics.counts,
+        )  # fmt: skip
+        self.add_counters(
+            "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
+            lambda: {"load": loader.loads, "unload": loader.unloads},
+        )  # fmt: skip
+
+    def watch_upstreams(self, upstreams: UpstreamPool, http: httpx.AsyncClient) -> None:
+        """The replicas' health, and vLLM's own prefix-cache counters scraped from each at each scrape."""
+        self._upstreams, self._http = upstreams, http
+
     def add_counters(self, name: str, documentation: str, label: str, source: StatsSource) -> None:
         self.registry.register(_SnapshotCounters(name, documentation, label, source))
 
-    async def render(self, gateway: MemoryGateway | None, upstreams: UpstreamPool | None, http: httpx.AsyncClient | None) -> bytes:
-        await asyncio.gather(self._read_queue(gateway), self._read_upstreams(upstreams, http))
+    async def render(self) -> bytes:
+        await asyncio.gather(self._read_queue(), self._read_upstreams())
         return generate_latest(self.registry)
 
-    async def _read_queue(self, gateway: MemoryGateway | None) -> None:
-        engine = gateway.engine if gateway is not None else None
-        if engine is None:
+    async def _read_queue(self) -> None:
+        if self._memory is None:
             return
         try:
-            self.queue_depth.set(await engine.queue.depth())
-            self.queue_lag.set(await engine.queue.oldest_age_s())
-            self.dead_letters.set(await engine.queue.dead_letter_count())
+            stats = await self._memory.engine().queue_stats()
+        except MemoryUnavailable:
+            return
         except Exception as exc:  # a scrape must not fail because memory is unwell
             logger.warning("could not read the write queue for metrics: %s", exc)
+            return
+        self.queue_depth.set(stats.depth)
+        self.queue_lag.set(stats.oldest_age_s)
+        self.dead_letters.set(stats.dead_letters)
 
-    async def _read_upstreams(self, upstreams: UpstreamPool | None, http: httpx.AsyncClient | None) -> None:
-        if upstreams is None:
+    async def _read_upstreams(self) -> None:
+        upstreams, http = self._upstreams, self._http
+        if upstreams is None or http is None:
             return
 
         async def scrape(url: str) -> None:
-            if http is None:
-                return
             try:
                 response = await http.get(url.removesuffix("/v1") + "/metrics", timeout=UPSTREAM_SCRAPE_TIMEOUT_S)
                 response.raise_for_status()

@@ -42,7 +42,7 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     registry: Metrics = request.app.state.metrics
-    body = await registry.render(request.app.state.memory, request.app.state.upstreams, request.app.state.http_client)
+    body = await registry.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

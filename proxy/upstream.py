@@ -6,16 +6,19 @@ Transport failures are translated here, once, into :mod:`proxy.errors`: refused 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import httpx
 
 from proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
 from proxy.observability import REQUEST_ID_HEADER, current_request_id
-from proxy.settings import Settings
+from proxy.settings import UpstreamSettings
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,19 @@ JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"
 SSE_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
+CHAT_PATH = "chat/completions"
+TOKENIZE_PATH = "tokenize"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    count: int
+    """The rendered prompt's length in tokens."""
+    limit: int | None = None
+    """The model's context length, if the upstream says (vLLM's ``max_model_len``)."""
+
+
+def build_http_client(settings: UpstreamSettings) -> httpx.AsyncClient:
     """The pooled client the app factory shares between all requests (tests inject their own)."""
     timeout = httpx.Timeout(
         connect=settings.connect_timeout_s,
@@ -31,11 +46,13 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         write=settings.write_timeout_s,
         pool=settings.pool_timeout_s,
     )
-    limits = httpx.Limits(
-        max_connections=settings.max_upstream_connections,
-        max_keepalive_connections=settings.max_upstream_connections,
-    )
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
     return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """A body as sent upstream: compact JSON, UTF-8 as is."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def translate_transport_error(exc: httpx.TransportError, *, during: str) -> UpstreamError:
@@ -91,6 +108,16 @@ class UpstreamClient:
             # tells the upstream to stop generating.
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+
+    async def count_tokens(self, body: bytes) -> TokenCount:
+        """The prompt a chat-shaped ``body`` renders, counted by the upstream's tokenizer (vLLM's ``/tokenize``).
+        An upstream that cannot count raises ``UpstreamError`` (no such route) or ValueError (another answer)."""
+        answer = (await self.post_json(TOKENIZE_PATH, body, at_root=True)).json()
+        try:
+            limit = answer.get("max_model_len")
+            return TokenCount(int(answer["count"]), limit if isinstance(limit, int) else None)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a token count: {type(exc).__name__}") from None
 
     async def get(self, path: str, *, timeout: float | None = None) -> httpx.Response:
         kwargs = {"timeout": timeout} if timeout is not None else {}

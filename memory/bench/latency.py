@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from memory.config import MemoryConfig
+from memory.embedding.config import OnnxEmbedderConfig
 from memory.engine import MemoryEngine
 from memory.graph.base import WriteBatch
 from memory.models import Memory, MemoryKind, Scope
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the vector index's RAM budget",
     )
     parser.add_argument(
-        "--query-max-tokens", type=int, default=MemoryConfig.model_fields["query_max_tokens"].default,
+        "--query-max-tokens", type=int, default=OnnxEmbedderConfig.model_fields["query_max_tokens"].default,
         help="recall embeds the query's first this many tokens (256: the model's own limit, i.e. no cut)",
     )
     parser.set_defaults(handler=lambda args: asyncio.run(run(args)))
@@ -90,7 +91,7 @@ async def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir or Path(tmp),
             tenant="bench",
             vector_ram_mb=args.vector_ram_mb,
-            query_max_tokens=args.query_max_tokens,
+            embedder=OnnxEmbedderConfig(query_max_tokens=args.query_max_tokens),
         )
         engine = await MemoryEngine.open(config)
         try:

@@ -53,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
     conversations = locomo.load(args.dataset)[: args.limit]
     with tempfile.TemporaryDirectory(prefix="memproxy-locomo-") as tmp:
         data_dir = args.data_dir or Path(tmp)
-        config = MemoryConfig(data_dir=data_dir, embedder=args.embedder, tenant="locomo")
+        config = MemoryConfig(data_dir=data_dir, embedder={"runtime": args.embedder}, tenant="locomo")
         engine = await MemoryEngine.open(config)
         try:
             report = await evaluate(engine, conversations, args.preset)

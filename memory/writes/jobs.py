@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from memory.models import Scope, new_id
 
-JobKind = Literal["exchange", "memory"]
-JOB_KINDS: tuple[str, ...] = ("exchange", "memory")
+JobKind = Literal["exchange", "memory", "revision"]
+JOB_KINDS: tuple[str, ...] = ("exchange", "memory", "revision")
 _HISTORY_ROLES = ("system", "developer")
 
 
@@ -25,7 +25,9 @@ class WriteJob:
       "name"?}, "conversation_id": str | None, "timestamp": float}`` — the new turns of a chat and the assistant's
       answer (see :meth:`for_exchange`);
     - ``"memory"``: ``{"text", "kind", "importance", "metadata", "event_time", "source_ids"}`` — an explicit
-      ``remember()`` (see :meth:`for_memory`).
+      ``remember()`` (see :meth:`for_memory`);
+    - ``"revision"``: ``{"memory_id", "text"}`` — a new version of a memory, which supersedes it (see
+      :meth:`for_revision` and :mod:`memory.writes.revisions`).
     """
 
     job_id: str
@@ -94,6 +96,10 @@ class WriteJob:
             "source_ids": list(source_ids),
         }
         return cls(job_id or new_id(), scope, "memory", payload)
+
+    @classmethod
+    def for_revision(cls, scope: Scope, memory_id: str, text: str, *, job_id: str | None = None) -> WriteJob:
+        return cls(job_id or new_id(), scope, "revision", {"memory_id": memory_id, "text": text})
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
 """The write pipeline: durable queue → extraction → embed → dedupe → graph commit → derived indexes → ack.
+A revision job (:mod:`memory.writes.revisions`) takes the same road, without extraction and dedupe.
 
 Delivery is at least once (the queue hands a job out again if its worker died before the ack); application is
 exactly once because the graph store commits each job's batch together with its job id and refuses a replay. So a
@@ -23,6 +24,7 @@ from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship
 from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
+from memory.writes.revisions import revised
 from memory.writes.slots import contradicts, slot_of
 
 logger = logging.getLogger(__name__)
@@ -158,6 +160,8 @@ class WritePipeline:
             waiter.set_exception(exc)
 
     async def _apply(self, job: WriteJob) -> AppliedJob:
+        if job.kind == "revision":
+            return await self._revise(job)
         extraction = await self._extractor.extract(job)
         if not extraction.memories:
             await self._store.commit(WriteBatch(job_id=job.job_id, scope=job.scope))
@@ -194,13 +198,7 @@ class WritePipeline:
             memory_ids.append(merged.id)
         batch.memories = kept
         batch.embeddings = [v if v is None else np.asarray(v, dtype=np.float32) for v in kept_vectors]
-        entities: dict[str, Entity] = {}
-        for extracted in extraction.memories:
-            for display, entity_type in extracted.entities:
-                key = normalise_entity(display)
-                if key:
-                    entities.setdefault(key, Entity(scope, key, entity_type, display))
-        batch.entities = list(entities.values())
+        batch.entities = _entities(scope, extraction.memories)
         for relation in extraction.relations:
             source, target = memory_ids[relation.source], memory_ids[relation.target]
             if source != target:
@@ -208,6 +206,26 @@ class WritePipeline:
                     Relationship(scope, source, target, RelationType(relation.type), relation.strength)
                 )
         return batch, memory_ids
+
+    async def _revise(self, job: WriteJob) -> AppliedJob:
+        """A revision (:mod:`memory.writes.revisions`): nothing if the memory is gone or superseded meanwhile."""
+        old = await self._store.get_memory(job.scope, str(job.payload.get("memory_id")))
+        if old is None or old.superseded_by is not None:
+            await self._store.commit(WriteBatch(job_id=job.job_id, scope=job.scope))
+            return AppliedJob(job.job_id, ())
+        new, extracted = revised(old, job)
+        [vector] = await self._embedder.embed([new.text])
+        batch = WriteBatch(
+            job_id=job.job_id,
+            scope=job.scope,
+            memories=[new],
+            embeddings=[np.asarray(vector, dtype=np.float32)],
+            entities=_entities(job.scope, [extracted]),
+            supersessions=[(old.id, new.id)],
+        )
+        fresh = await self._store.commit(batch)
+        await self._follow()
+        return AppliedJob(job.job_id, (new.id,), replayed=not fresh)
 
     async def _duplicate_of(
         self, scope: Scope, memory: Memory, vector: np.ndarray, kept: Sequence[Memory], kept_vectors: Sequence
@@ -263,6 +281,17 @@ class WritePipeline:
             batch.memories = list(updated.values())
             batch.embeddings = [None] * len(batch.memories)
             await self._store.commit(batch)
+
+
+def _entities(scope: Scope, memories: Sequence[ExtractedMemory]) -> list[Entity]:
+    """The entities the memories mention, once each (the first display name and type found)."""
+    entities: dict[str, Entity] = {}
+    for extracted in memories:
+        for display, entity_type in extracted.entities:
+            key = normalise_entity(display)
+            if key:
+                entities.setdefault(key, Entity(scope, key, entity_type, display))
+    return list(entities.values())
 
 
 def _holds(memory: Memory, key: str) -> bool:

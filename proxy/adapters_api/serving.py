@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from adapters.config import AdaptersConfig
@@ -19,31 +18,32 @@ from adapters.jobs import AdapterJobs, TrainingInProgress, TrainingJob
 from adapters.loader import AdapterLoadError
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.routing import AdapterRouter
-from memory.models import Scope
+from memory import Scope
 from proxy.adapters_api.protocol import AdapterList, AdapterObject, TrainingJobObject, TrainRequest
 from proxy.auth import KeyRecord
 from proxy.errors import (
     ClientError,
     ConflictError,
     InvalidRequestError,
+    MemoryUnavailable,
     NotFoundError,
     ServiceUnavailableError,
     UpstreamError,
 )
 from proxy.identity import IdentityRules
 from proxy.memories.access import resolve_memory_scope
-from proxy.memory_gateway import MemoryGateway
+from proxy.memory_access import MemoryAccess
 
 logger = logging.getLogger(__name__)
 
 
 class AdaptersService:
     def __init__(
-        self, config: AdaptersConfig, gateway: MemoryGateway, rules: IdentityRules, router: AdapterRouter | None
+        self, config: AdaptersConfig, memory: MemoryAccess, rules: IdentityRules, router: AdapterRouter | None
     ) -> None:
         """``router`` is the chat path's adapter router (None: adapters are off; erasure still works)."""
         self._config = config
-        self._gateway = gateway
+        self._memory = memory
         self._rules = rules
         self._router = router
         self._registry = router.registry if router is not None else AdapterRegistry(config.registry_path)
@@ -67,6 +67,11 @@ class AdaptersService:
             except Exception:
                 logger.exception("could not sweep orphan adapter folders in %s", self._config.adapters_dir)
 
+    async def close(self) -> None:
+        """At shutdown: training jobs are stopped (nothing is published after)."""
+        if self._jobs is not None:
+            await self._jobs.close()
+
     def require_enabled(self) -> None:
         if self._router is None:
             raise ServiceUnavailableError(
@@ -85,7 +90,7 @@ class AdaptersService:
                 code="adapters_unavailable",
             )
         overrides = {name: getattr(request, name) for name in ("epochs", "max_examples") if getattr(request, name)}
-        training = replace(self._config.training, **overrides) if overrides else None
+        training = self._config.training.model_copy(update=overrides) if overrides else None
         try:
             job = jobs.start(scope, training)
         except TrainingInProgress:
@@ -102,13 +107,14 @@ class AdaptersService:
         return job_object(job)
 
     def _training_jobs(self) -> AdapterJobs:
-        engine = self._gateway.engine
-        if engine is None:
+        try:
+            engine = self._memory.engine()
+        except MemoryUnavailable:
             raise ServiceUnavailableError(
                 "Adapter training reads the user's memories, and memory is unavailable.", code="adapters_unavailable"
-            )
+            ) from None
         if self._jobs is None:
-            self._jobs = AdapterJobs(self._config, self._registry, engine.store)
+            self._jobs = AdapterJobs(self._config, self._registry, engine)
         return self._jobs
 
     def _may_access(self, key: KeyRecord, scope: Scope) -> bool:

@@ -22,7 +22,6 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,9 @@ from adapters.jobs import train_and_publish
 from adapters.loader import VllmAdapterLoader
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.routing import AdapterRouter
-from memory.graph.sqlite_store import SqliteGraphStore
-from memory.models import Memory, MemoryKind, Scope
-from proxy.adapter_gateway import adapters_config
+from memory import MemoryConfig, MemoryEngine, Scope
 from proxy.bench.processes import VLLM_MODEL, VllmServer, free_port
-from proxy.settings import Settings
+from proxy.settings import load_settings
 
 BENCH_FACTS = (
     ("My dog is called Pochi", "I live in a small flat in Lisbon", "My favourite colour is teal",
@@ -68,16 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memproxy-bench-adapters-") as temp:
-        base = adapters_config(Settings())
-        config = replace(
-            base, adapters_dir=Path(temp) / "adapters",
-            training=replace(base.training, epochs=args.epochs or base.training.epochs),
-        )
+        base = load_settings().adapters
+        training = base.training.model_copy(update={"epochs": args.epochs or base.training.epochs})
+        config = base.model_copy(update={"adapters_dir": Path(temp) / "adapters", "training": training})
         report: dict[str, Any] = await _train_users(config, Path(temp), args)
         vllm = None if args.vllm_url else VllmServer(free_port()).start()
         try:
             url = args.vllm_url or vllm.base_url  # type: ignore[union-attr]
-            report |= await _serve(replace(config, vllm_url=url), report.pop("_versions"), args)
+            report |= await _serve(config.model_copy(update={"vllm_url": url}), report.pop("_versions"), args)
         finally:
             if vllm is not None:
                 vllm.stop()
@@ -85,20 +80,22 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _train_users(config: AdaptersConfig, temp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    store = SqliteGraphStore(temp / "graph.sqlite3")
-    await store.open()
+    engine = await MemoryEngine.open(MemoryConfig(data_dir=temp / "memory"))
     registry = AdapterRegistry(config.registry_path)
     versions, rows = [], []
     try:
         for index in range(args.users):
             scope = Scope("bench", f"user-{index}")
-            for fact in BENCH_FACTS[index][: args.facts]:
-                await store.upsert_memory(Memory(scope, fact, kind=MemoryKind.FACT, importance=0.8))
-            version = await train_and_publish(config, registry, store, scope)
+            facts = [
+                {"id": f"fact-{n}", "text": fact, "kind": "fact", "importance": 0.8, "created_at": time.time()}
+                for n, fact in enumerate(BENCH_FACTS[index][: args.facts])
+            ]  # imported as they are: no extraction, no merging
+            await engine.import_user(scope.user, {"memories": facts}, tenant=scope.tenant)
+            version = await train_and_publish(config, registry, engine, scope)
             versions.append(version)
             rows.append(version.metrics)
     finally:
-        await store.close()
+        await engine.close()
     mean = lambda key: statistics.fmean(row[key] for row in rows)  # noqa: E731
     return {
         "users": args.users,

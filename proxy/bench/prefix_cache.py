@@ -116,8 +116,7 @@ def facts(count: int, rng: random.Random) -> list[str]:
 
 
 async def seed_store(data_dir: Path, texts: list[str]) -> None:
-    from memory.config import MemoryConfig
-    from memory.engine import MemoryEngine
+    from memory import MemoryConfig, MemoryEngine
 
     engine = await MemoryEngine.open(MemoryConfig(data_dir=data_dir))
     try:

@@ -2,9 +2,9 @@
 the benchmark's own (never the user's ~/.local/share/memproxy), memories bulk-loaded into that dir before the proxy
 starts, varied questions, and a check that memory really took part in a response.
 
-Memories are loaded the way ``memproxy bench latency`` loads them (:func:`memory.bench.latency.bulk_load`): write
-batches straight into the store, with vectors from a pool of real embedded sentences plus a little noise — embedding
-100k texts one by one would take far longer than the measurement itself.
+Memories are loaded the way ``memproxy bench latency`` loads them (:mod:`memory.bench.bulk`): write batches straight
+into the store, with vectors from a pool of real embedded sentences plus a little noise — embedding 100k texts one
+by one would take far longer than the measurement itself.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from memory.bench.latency import QUERIES, bulk_load, sentence
-from memory.engine import MemoryEngine
-from memory.models import Scope
-from memory.writes.queue import DurableQueue
+from memory import Scope
+from memory.bench import bulk
+from memory.bench.bulk import LoadReport
+from memory.bench.latency import QUERIES, sentence
 from proxy.bench.processes import ServerProcess, free_port, python_module
-from proxy.settings import child_environment
+from proxy.settings import child_environment, load_settings
 
 TENANT = "default"
 """The tenant of every request in open dev mode (no API keys): the body's ``user`` names the user within it."""
@@ -99,49 +98,17 @@ def started(proxy: ServerProcess) -> float:
     return time.perf_counter() - began
 
 
-@dataclass(frozen=True, slots=True)
-class LoadReport:
-    memories: int
-    load_s: float
-    pool_embed_s: float
-
-
-async def fill_memories(
-    data_dir: Path, users: Mapping[str, int], *, pool_size: int = 1024, seed: int = 7
-) -> LoadReport:
-    """Bulk-load ``users`` (user → how many memories) of tenant ``default`` into ``data_dir``, then close the
-    engine, which saves the vector index, so the proxy started on the dir finds it."""
-    from proxy.app import memory_config
-    from proxy.settings import Settings
-
-    rng = random.Random(seed)
-    engine = await MemoryEngine.open(memory_config(Settings(data_dir=data_dir)))
-    try:
-        began = time.perf_counter()
-        texts = [sentence(rng) for _ in range(pool_size)]
-        pool = await engine.embedder.embed(texts)
-        embedded = time.perf_counter()
-        loaded = 0
-        for user, count in users.items():
-            loaded += await bulk_load(engine, Scope(TENANT, user), count, texts, pool, rng)
-        await engine.indexes.follow()
-        await engine.vectors.settle()
-        finished = time.perf_counter()
-    finally:
-        await engine.close()
-    return LoadReport(memories=loaded, load_s=round(finished - embedded, 2), pool_embed_s=round(embedded - began, 2))
+async def fill_memories(data_dir: Path, users: Mapping[str, int], *, pool_size: int = 1024) -> LoadReport:
+    """Bulk-load ``users`` (user → how many memories) of tenant ``default`` into ``data_dir`` (see
+    :func:`memory.bench.bulk.fill_memories`)."""
+    config = load_settings(data_dir=data_dir).memory
+    scopes = {Scope(TENANT, user): count for user, count in users.items()}
+    return await bulk.fill_memories(config, scopes, pool_size=pool_size)
 
 
 async def queue_depth(data_dir: Path) -> int:
     """Exchanges queued for memory and not applied yet (the background write path's lag)."""
-    from proxy.app import memory_config
-    from proxy.settings import Settings
-
-    queue = DurableQueue(memory_config(Settings(data_dir=data_dir)).queue_path)
-    try:
-        return await queue.depth()
-    finally:
-        await queue.close()
+    return await bulk.queue_depth(load_settings(data_dir=data_dir).memory)
 
 
 def memory_status(response: httpx.Response) -> tuple[str, int, str | None]:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from memory.models import Scope
+from memory import Scope
 
 CORE_SLOT = "core"
 NEXT_SLOT = "next"

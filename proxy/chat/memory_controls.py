@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from memory.recall.presets import PRESETS
+from memory import PRESETS
 from proxy.errors import InvalidRequestError
 
 BODY_KEY = "memproxy"

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.chat import prompt_layout
+from proxy.chat.memory import ChatMemory, PreparedChat
+from proxy.errors import ProxyError
+from proxy.identity import Identity
+from proxy.settings import PrefillSettings
+from proxy.upstream import CHAT_PATH, TokenCount, UpstreamClient, encode_body
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +60,6 @@ def tokenize_body(forwarded: Mapping[str, Any], messages: Sequence[Mapping[str, 
     body = {key: forwarded[key] for key in _TOKENIZE_FIELDS if key in forwarded}
     body.update(messages=list(messages), add_generation_prompt=False, continue_final_message=True)
     return body
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCount:
-    count: int
-    """The rendered prompt's length in tokens."""
-    limit: int | None = None
-    """The model's context length, if the upstream says (vLLM's ``max_model_len``)."""
 
 
 MAX_PADDED_SHARE = 0.75
@@ -113,13 +110,11 @@ class PrefillRunner:
     waited (:meth:`idle_for`): a prefill is idle-time work (the user reading and typing). Under load the proxy's and
     the upstream's time goes to chats, and a next turn whose prefill was skipped computes its block itself."""
 
-    def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25, align_tokens: int = 128) -> None:
+    def __init__(self, max_in_flight: int = 4, *, delay_s: float = 0.25) -> None:
         """``delay_s``: how long the proxy must stay free of new chats after an answer before its prefill starts
-        (see :meth:`idle_for`); a reader takes far longer than this to type the next message. ``align_tokens``:
-        the upstream's KV block size, which a prefill is padded to end on (0: no padding)."""
+        (see :meth:`idle_for`); a reader takes far longer than this to type the next message."""
         self._max = max_in_flight
         self.delay_s = delay_s
-        self.align_tokens = align_tokens
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = PrefillStats()
 
@@ -174,3 +169,68 @@ class PrefillRunner:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
+
+
+class NextTurnPrefill:
+    """After a complete answer, the block anticipated for the next user message (:meth:`ChatMemory.anticipate`) is
+    padded to the upstream's KV block boundary (counted by its tokenizer, :func:`align_block`), logged for the next
+    turn (:meth:`ChatMemory.expect`) and sent to the user's replica as a one-token request, in the background."""
+
+    def __init__(self, memory: ChatMemory, settings: PrefillSettings) -> None:
+        self._memory = memory
+        self.align_tokens = settings.align_tokens
+        self.runner = PrefillRunner(settings.max_in_flight, delay_s=settings.delay_ms / 1000)
+
+    def after_answer(
+        self,
+        identity: Identity,
+        messages: list[dict[str, Any]],
+        prepared: PreparedChat,
+        forwarded: Mapping[str, Any],
+        upstream: UpstreamClient,
+        answer: str,
+    ) -> None:
+        """``forwarded``: the body as sent (its model, tools and salt render the same prompt); ``upstream``: where
+        it went, which is where the next turn goes."""
+        if prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.runner.has_room():
+            self.runner.start(self._prefill(identity, messages, prepared, forwarded, upstream, answer))
+
+    async def _prefill(
+        self,
+        identity: Identity,
+        messages: list[dict[str, Any]],
+        prepared: PreparedChat,
+        forwarded: Mapping[str, Any],
+        upstream: UpstreamClient,
+        answer: str,
+    ) -> bool | None:
+        if not await self.runner.idle_for(lambda: self._memory.stats.recalls):
+            return None
+        next_turn = await self._memory.anticipate(identity, messages, prepared.messages, answer, prepared.plan)
+        if next_turn is None:
+            return False
+        prefill = await self._aligned(next_turn.messages, forwarded, upstream)
+        self._memory.expect(next_turn, prefill[-1]["content"])
+        await upstream.post_json(CHAT_PATH, encode_body(prefill_body(forwarded, prefill)))
+        return True
+
+    async def _aligned(
+        self, messages: list[dict[str, Any]], forwarded: Mapping[str, Any], upstream: UpstreamClient
+    ) -> list[dict[str, Any]]:
+        """The prefill with its block padded to end on the upstream's KV block boundary; unpadded if the upstream
+        cannot count tokens (not vLLM) or no padding fits."""
+        if self.align_tokens <= 0:
+            return messages
+
+        async def count(candidate: list[dict[str, Any]]) -> TokenCount:
+            return await upstream.count_tokens(encode_body(tokenize_body(forwarded, candidate)))
+
+        try:
+            aligned = await align_block(messages, count, self.align_tokens)
+        except (ProxyError, ValueError) as exc:
+            logger.debug("could not align the next-turn prefill: %s", exc)
+            aligned = None
+        if aligned is None:
+            self.runner.stats.unaligned += 1
+            return messages
+        return aligned

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from adapters.registry import is_foreign_adapter
 from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
-from proxy.chat.memory_controls import MemoryControls, read_controls
-from proxy.chat.prefill import PrefillRunner, TokenCount, align_block, prefill_body, tokenize_body
+from proxy.chat.memory import ChatMemory, PreparedChat
+from proxy.chat.memory_controls import read_controls
+from proxy.chat.prefill import NextTurnPrefill
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
@@ -34,15 +35,12 @@ from proxy.errors import (
     invalid_request_from_validation,
 )
 from proxy.identity import Identity, IdentityRules, cache_salt, resolve_identity
-from proxy.memory_gateway import MemoryGateway, PreparedChat
 from proxy.metrics import Metrics
-from proxy.upstream import UpstreamClient, translate_transport_error
+from proxy.upstream import CHAT_PATH, UpstreamClient, encode_body, translate_transport_error
 from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
 
 logger = logging.getLogger(__name__)
 
-CHAT_PATH = "chat/completions"
-TOKENIZE_PATH = "tokenize"
 FAILOVER_ATTEMPTS = 2
 R = TypeVar("R")
 
@@ -55,7 +53,6 @@ class _Exchange:
     messages: list[dict[str, Any]]
     """As the client sent them."""
     prepared: PreparedChat
-    controls: MemoryControls
     forwarded: dict[str, Any]
     """The body as sent upstream."""
     replica: Replica
@@ -101,23 +98,23 @@ class ChatCompletionsService:
         upstreams: UpstreamPool,
         *,
         default_model: str,
-        memory: MemoryGateway,
-        identity_rules: IdentityRules | None = None,
+        memory: ChatMemory,
+        prefill: NextTurnPrefill,
+        identity_rules: IdentityRules,
+        metrics: Metrics,
         cache_salt_secret: bytes | None = None,
-        metrics: Metrics | None = None,
         adapters: AdapterRouter | None = None,
-        prefill: PrefillRunner | None = None,
     ) -> None:
         """``cache_salt_secret`` None: no ``cache_salt`` is added (the upstream's prefix cache is shared).
         ``adapters`` None: per-user LoRA adapters are off (every chat goes to the model it names)."""
         self._upstreams = upstreams
         self._default_model = default_model
         self._memory = memory
-        self._rules = identity_rules or IdentityRules()
+        self.prefill = prefill
+        self._rules = identity_rules
+        self._metrics = metrics
         self._salt_secret = cache_salt_secret
-        self._metrics = metrics or Metrics()
         self._adapters = adapters
-        self.prefill = prefill or PrefillRunner()
 
     async def create(
         self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str]
@@ -148,7 +145,7 @@ class ChatCompletionsService:
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
 
-        exchange = _Exchange(identity, client_messages, prepared, controls, payload, replicas[0])
+        exchange = _Exchange(identity, client_messages, prepared, payload, replicas[0])
         answered = functools.partial(self._after_answer, exchange)
 
         if not request.stream:
@@ -202,14 +199,14 @@ class ChatCompletionsService:
     ) -> R:
         """``_send`` with ``payload`` as the body. If vLLM says the user's adapter does not exist (404: it restarted
         and lost it), the adapter is loaded again (or the base model taken) and the request retried once."""
-        body = _encode(payload)
+        body = encode_body(payload)
         try:
             return await self._send(replicas, lambda upstream: attempt(upstream, body))
         except UpstreamStatusError as exc:
             if self._adapters is None or routed is None or routed.adapter is None or exc.upstream_status != 404:
                 raise
         payload["model"] = (await self._adapters.after_model_missing(routed)).model
-        retry = _encode(payload)
+        retry = encode_body(payload)
         return await self._send(replicas, lambda upstream: attempt(upstream, retry))
 
     async def _send(self, replicas: list[Replica], attempt: Callable[[UpstreamClient], Awaitable[R]]) -> R:
@@ -231,43 +228,9 @@ class ChatCompletionsService:
         background; the response is not held for either)."""
         if exchange.prepared.remember:
             self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id)
-        if exchange.prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.prefill.has_room():
-            self.prefill.start(self._prefill_next(exchange, answer))
-
-    async def _prefill_next(self, exchange: _Exchange, answer: str) -> bool | None:
-        if not await self.prefill.idle_for(lambda: self._memory.stats.recalls):
-            return None
-        prefill = await self._memory.anticipate(
-            exchange.identity, exchange.messages, exchange.prepared.messages, answer, exchange.controls,
-            align=functools.partial(self._align, exchange),
-        )  # fmt: skip
-        if prefill is None:
-            return False
-        # The user's own replica: that is where the next turn goes.
-        await exchange.replica.client.post_json(CHAT_PATH, _encode(prefill_body(exchange.forwarded, prefill)))
-        return True
-
-    async def _align(self, exchange: _Exchange, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The prefill's block padded to end on the upstream's KV block boundary (see :func:`align_block`);
-        unpadded if the upstream cannot count tokens (not vLLM) or no padding fits."""
-        if self.prefill.align_tokens <= 0:
-            return messages
-
-        async def count(candidate: list[dict[str, Any]]) -> TokenCount:
-            body = _encode(tokenize_body(exchange.forwarded, candidate))
-            answer = (await exchange.replica.client.post_json(TOKENIZE_PATH, body, at_root=True)).json()
-            limit = answer.get("max_model_len")
-            return TokenCount(int(answer["count"]), int(limit) if isinstance(limit, int) else None)
-
-        try:
-            aligned = await align_block(messages, count, self.prefill.align_tokens)
-        except (ProxyError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            logger.debug("could not align the next-turn prefill: %s", exc)
-            aligned = None
-        if aligned is None:
-            self.prefill.stats.unaligned += 1
-            return messages
-        return aligned
+        self.prefill.after_answer(
+            exchange.identity, exchange.messages, exchange.prepared, exchange.forwarded, exchange.replica.client, answer
+        )
 
     async def _relay(
         self,
@@ -306,11 +269,6 @@ class ChatCompletionsService:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
             yield frame_sse(error.to_body()) + DONE_FRAME
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    """A body as sent upstream: compact JSON, UTF-8 as is."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _read_answer(content: bytes, answered: Callable[[str, str | None], None]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from memory.models import Scope
+from memory import Scope
 from proxy.auth import KeyRecord
 from proxy.errors import InvalidRequestError, PermissionDeniedError
 from proxy.identity import IdentityRules, resolve_identity

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
-from proxy.settings import Settings
+from proxy.settings import load_settings
 
 TIMEOUT_S = 60.0
 KINDS = ("fact", "episode", "preference", "profile")
@@ -78,10 +78,10 @@ async def run_async(args: argparse.Namespace, client: httpx.AsyncClient | None =
     """Run one action; ``client`` (with its base URL) is injected by tests, else one is built from the settings."""
     if client is not None:
         return await _perform(args, client)
-    settings = Settings()
-    key = args.api_key or (settings.cli_api_key.get_secret_value() if settings.cli_api_key else None)
+    settings = load_settings().cli
+    key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    async with httpx.AsyncClient(base_url=args.url or settings.cli_url, headers=headers, timeout=TIMEOUT_S) as owned:
+    async with httpx.AsyncClient(base_url=args.url or settings.url, headers=headers, timeout=TIMEOUT_S) as owned:
         return await _perform(args, owned)
 
 

@@ -10,13 +10,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from memory.engine import MemoryEngine
-from memory.graph.base import CORE_SINCE, UNCHANGED, FieldUpdate, NotFound, core_since
-from memory.scheduler import CORE, CORE_LEFT_AT, DECAY, PINNED
-from memory.graph.export_format import export_memory, import_entity, import_memory, import_relationship
-from memory.models import Memory, Scope
+from memory import (
+    UNCHANGED,
+    InvalidCursor,
+    InvalidExport,
+    Memory,
+    MemoryEngine,
+    NotFound,
+    Scope,
+    export_memory,
+    is_core,
+    is_pinned,
+    reserved_keys,
+    user_metadata,
+)
 from proxy.auth import KeyRecord
-from proxy.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
+from proxy.errors import ConflictError, InvalidRequestError, NotFoundError
 from proxy.identity import IdentityRules
 from proxy.memories.access import resolve_memory_scope
 from proxy.memories.protocol import (
@@ -37,14 +46,8 @@ from proxy.memories.protocol import (
     SearchResults,
     UpdateMemoryRequest,
 )
-from proxy.memory_gateway import MemoryGateway
+from proxy.memory_access import MemoryAccess
 
-RESERVED_METADATA = frozenset({CORE, CORE_SINCE, CORE_LEFT_AT, DECAY, "slot", "slot_value"})
-"""Metadata keys the engine keeps for itself (core memory, decay, slots): not shown, not patchable."""
-
-FILTERED_SCAN_PAGES = 20
-"""With a kind / category filter, at most this many store pages are read for one API page (it may come back short;
-``next_cursor`` goes on from where the scan stopped)."""
 
 
 class UserAdapters(Protocol):
@@ -55,8 +58,8 @@ class UserAdapters(Protocol):
 
 
 class MemoriesService:
-    def __init__(self, gateway: MemoryGateway, rules: IdentityRules, adapters: UserAdapters | None = None) -> None:
-        self._gateway = gateway
+    def __init__(self, memory: MemoryAccess, rules: IdentityRules, adapters: UserAdapters | None = None) -> None:
+        self._memory = memory
         self._rules = rules
         self._adapters = adapters
 
@@ -78,11 +81,8 @@ class MemoriesService:
 
     @property
     def engine(self) -> MemoryEngine:
-        engine = self._gateway.engine
-        if engine is None:
-            reason = "it could not start" if self._gateway.unavailable else "it is turned off"
-            raise ServiceUnavailableError(f"Memory is unavailable: {reason}.", code="memory_unavailable")
-        return engine
+        """MemoryUnavailable (503) when memory is off or could not start."""
+        return self._memory.engine()
 
     # --- reads -----------------------------------------------------------------------------------------------
 
@@ -96,21 +96,14 @@ class MemoriesService:
         category: str | None,
         include_inactive: bool,
     ) -> MemoryList:
-        store = self.engine.store
-        found: list[Memory] = []
-        for _ in range(FILTERED_SCAN_PAGES):
-            # Each store page asks for no more than is still wanted, so its cursor is exactly where the answer ends.
-            try:
-                page = await store.list_memories(
-                    scope, limit=limit - len(found), cursor=cursor, include_inactive=include_inactive
-                )
-            except ValueError:
-                raise InvalidRequestError("The cursor is not valid.", param="cursor", code="invalid_cursor") from None
-            found += [m for m in page.items if _matches(m, kind, category)]
-            cursor = page.next_cursor
-            if cursor is None or len(found) >= limit:
-                break
-        return MemoryList(data=[memory_object(m) for m in found], next_cursor=cursor)
+        try:
+            page = await self.engine.list(
+                scope.user, tenant=scope.tenant, limit=limit, cursor=cursor, kind=kind, category=category,
+                include_inactive=include_inactive,
+            )  # fmt: skip
+        except InvalidCursor:
+            raise InvalidRequestError("The cursor is not valid.", param="cursor", code="invalid_cursor") from None
+        return MemoryList(data=[memory_object(m) for m in page.items], next_cursor=page.next_cursor)
 
     async def search(self, scope: Scope, request: SearchRequest) -> SearchResults:
         hits = await self.engine.recall(
@@ -129,30 +122,23 @@ class MemoriesService:
         return MemoryHistory(data=[memory_object(m) for m in versions])
 
     async def graph(self, scope: Scope, *, limit: int, include_inactive: bool) -> MemoryGraph:
-        store = self.engine.store
-        page = await store.list_memories(scope, limit=limit, include_inactive=include_inactive)
-        memories = page.items
-        ids = {m.id for m in memories}
+        graph = await self.engine.graph(scope.user, tenant=scope.tenant, limit=limit, include_inactive=include_inactive)
         nodes = [
             GraphNode(id=m.id, type="memory", label=m.text, kind=m.kind.value, importance=m.importance, active=m.active)
-            for m in memories
+            for m in graph.memories
         ]
-        mentioned = {name for m in memories for name in m.entities}
-        entities = {e.name: e for e in await store.entities(scope) if e.name in mentioned}
-        for name in sorted(mentioned):
-            entity = entities.get(name)
+        for name in sorted({name for m in graph.memories for name in m.entities}):
+            entity = graph.entities.get(name)
             label = (entity.display_name if entity else None) or name
-            kind = entity.type if entity else None
-            nodes.append(GraphNode(id=f"entity:{name}", type="entity", label=label, kind=kind))
+            nodes.append(GraphNode(id=f"entity:{name}", type="entity", label=label, kind=entity.type if entity else None))
         edges = [
-            GraphEdge(source=m.id, target=f"entity:{name}", type="MENTIONS") for m in memories for name in m.entities
+            GraphEdge(source=m.id, target=f"entity:{name}", type="MENTIONS") for m in graph.memories for name in m.entities
         ]
         edges += [
             GraphEdge(source=r.source_id, target=r.target_id, type=str(r.type), strength=r.strength)
-            for r in await store.relationships(scope, list(ids))
-            if r.source_id in ids and r.target_id in ids
+            for r in graph.relationships
         ]
-        return MemoryGraph(user=scope.user, nodes=nodes, edges=edges, truncated=page.next_cursor is not None)
+        return MemoryGraph(user=scope.user, nodes=nodes, edges=edges, truncated=graph.truncated)
 
     async def export(self, scope: Scope) -> MemoryExport:
         data = await self.engine.export(scope.user, tenant=scope.tenant)
@@ -220,8 +206,7 @@ class MemoriesService:
         elif request.pinned is False:
             await engine.unpin(memory_id, user_id=user, tenant=tenant)
         if request.metadata:
-            await engine.store.update_memories(scope, [FieldUpdate(memory_id, metadata=request.metadata)])
-            await engine.indexes.follow()
+            await engine.update_metadata(memory_id, request.metadata, user_id=user, tenant=tenant)
         return memory_id
 
     async def delete(self, scope: Scope, memory_id: str) -> DeletedMemory:
@@ -246,9 +231,12 @@ class MemoriesService:
             "entities": request.entities,
             "relationships": request.relationships,
         }
-        _check_export(scope, data)
         try:
             count = await self.engine.import_user(scope.user, data, tenant=scope.tenant)
+        except InvalidExport as exc:
+            where = exc.section if exc.index is None else f"{exc.section}[{exc.index}]"
+            param = exc.section if exc.index is None else f"{exc.section}.{exc.index}"
+            raise InvalidRequestError(f"Invalid {where}: {exc}", param=param, code="invalid_export") from None
         except (ValueError, NotFound) as exc:
             raise InvalidRequestError(f"The export cannot be imported: {_short(exc)}", code="invalid_export") from None
         return ImportResult(user=scope.user, imported=count)
@@ -263,20 +251,12 @@ class MemoriesService:
 def memory_object(memory: Memory) -> MemoryObject:
     """A stored memory as the API shows it (the export format's fields, plus the derived ones; never the tenant, and
     not the engine's bookkeeping in the metadata)."""
-    exported = export_memory(memory)
-    exported["metadata"] = {k: v for k, v in memory.metadata.items() if k not in RESERVED_METADATA}
     return MemoryObject(
-        **exported,
+        **(export_memory(memory) | {"metadata": user_metadata(memory)}),
         user=memory.scope.user,
-        core=core_since(memory.metadata) is not None,
-        pinned=memory.metadata.get(CORE) == PINNED,
+        core=is_core(memory),
+        pinned=is_pinned(memory),
         active=memory.active,
-    )
-
-
-def _matches(memory: Memory, kind: str | None, category: str | None) -> bool:
-    return (kind is None or memory.kind.value == kind) and (
-        category is None or memory.metadata.get("category") == category
     )
 
 
@@ -290,33 +270,12 @@ def _check_update(request: UpdateMemoryRequest, sent: set[str]) -> None:
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
-    reserved = sorted(RESERVED_METADATA & set(metadata or {}))
+    reserved = reserved_keys(metadata)
     if reserved:
         raise InvalidRequestError(
             f"Metadata key '{reserved[0]}' is the engine's own; use 'pinned' or 'importance' instead.",
             param=f"metadata.{reserved[0]}",
         )
-
-
-def _check_export(scope: Scope, data: dict[str, Any]) -> None:
-    """Parse every item before anything is written, so a bad export is a 400 that changes nothing."""
-    parsers = (("memories", import_memory), ("entities", import_entity), ("relationships", import_relationship))
-    for section, parse in parsers:
-        for index, item in enumerate(data[section]):
-            try:
-                parse(scope, item)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise InvalidRequestError(
-                    f"Invalid {section}[{index}]: {_short(exc)}", param=f"{section}.{index}", code="invalid_export"
-                ) from None
-    ids = {str(item["id"]) for item in data["memories"]}
-    for index, item in enumerate(data["relationships"]):
-        if str(item["source_id"]) not in ids or str(item["target_id"]) not in ids:
-            raise InvalidRequestError(
-                f"Invalid relationships[{index}]: it joins memories that are not in the export.",
-                param=f"relationships.{index}",
-                code="invalid_export",
-            )
 
 
 def _seconds(moment: datetime | None) -> float | None:

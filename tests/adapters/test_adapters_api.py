@@ -23,9 +23,7 @@ import pytest_asyncio
 from adapters import jobs as jobs_module
 from adapters.registry import AdapterRegistry
 from adapters.trainer import TrainingReport
-from memory.config import MemoryConfig
-from memory.engine import MemoryEngine
-from memory.models import Scope
+from memory import MemoryConfig, MemoryEngine, Scope
 from proxy.app import create_app
 from proxy.auth import hash_key
 from proxy.settings import Settings
@@ -120,7 +118,7 @@ def vllm() -> Vllm:
 
 
 async def make_api(settings: Settings, engine: MemoryEngine, vllm: Vllm) -> AsyncIterator[Api]:
-    for scope in await engine.store.scopes():
+    for scope in await engine.users():
         await engine.forget_user(scope.user, tenant=scope.tenant)
     app = create_app(settings, http_client=httpx.AsyncClient(transport=vllm.transport()), memory=engine)
     transport = httpx.ASGITransport(app=app)
@@ -285,7 +283,7 @@ async def test_adapters_off_is_503_and_erasure_still_works(
     left = await registry.begin_version(ALICE, BASE, adapters_dir)  # trained while adapters were on
     left.path.mkdir()
     await registry.publish(left, {})
-    off = settings.model_copy(update={"adapters_enabled": False})
+    off = settings.model_copy(update={"adapters": settings.adapters.model_copy(update={"enabled": False})})
     async for api in make_api(off, engine, vllm):
         alice = api("acme-alice")
         for method, path in [("POST", "/v1/adapters/train"), ("GET", "/v1/adapters"), ("GET", "/v1/adapters/current"),

@@ -11,7 +11,7 @@ import httpx
 
 from adapters.registry import AdapterRegistry
 from adapters.routing import ADAPTER_HEADER
-from memory.models import Scope
+from memory import Scope
 from proxy.app import create_app
 from proxy.settings import Settings
 

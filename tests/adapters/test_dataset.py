@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from adapters.dataset import (
     HELD_OUT_TEMPLATES,
     NEUTRAL_PAIRS,
@@ -12,8 +10,8 @@ from adapters.dataset import (
     load_memories,
     second_person,
 )
-from memory.graph.sqlite_store import SqliteGraphStore
-from memory.models import Memory, MemoryKind, Scope
+from memory import Memory, MemoryEngine, MemoryKind, Scope
+from tests.adapters.conftest import with_facts
 
 ALICE = Scope("t", "alice")
 
@@ -56,15 +54,9 @@ def test_the_limit_keeps_the_most_important() -> None:
     assert len(data.train) <= 6
 
 
-async def test_load_memories_reads_one_scope(tmp_path: Path) -> None:
-    store = SqliteGraphStore(tmp_path / "graph.sqlite3")
-    await store.open()
-    try:
-        for n in range(5):
-            await store.upsert_memory(Memory(ALICE, f"I have {n} cats", kind=MemoryKind.FACT))
-        await store.upsert_memory(Memory(Scope("t", "bob"), "I have a boat", kind=MemoryKind.FACT))
-        memories = await load_memories(store, ALICE, limit=3)
-        assert len(memories) == 3 and all(m.scope == ALICE for m in memories)
-        assert len(await load_memories(store, ALICE)) == 5
-    finally:
-        await store.close()
+async def test_load_memories_reads_one_scope(engine: MemoryEngine) -> None:
+    await with_facts(engine, ALICE, [f"I have {n} cats" for n in range(5)])
+    await with_facts(engine, Scope("t", "bob"), ["I have a boat"])
+    memories = await load_memories(engine, ALICE, limit=3)
+    assert len(memories) == 3 and all(m.scope == ALICE for m in memories)
+    assert len(await load_memories(engine, ALICE)) == 5

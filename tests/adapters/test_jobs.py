@@ -16,8 +16,8 @@ from adapters.config import AdaptersConfig
 from adapters.jobs import AdapterJobs, NothingToTrain, train_and_publish
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.trainer import TrainingReport
-from memory.graph.sqlite_store import SqliteGraphStore
-from memory.models import Memory, MemoryKind, Scope
+from memory import MemoryEngine, Scope
+from tests.adapters.conftest import with_facts
 
 ALICE = Scope("t", "alice")
 
@@ -27,12 +27,9 @@ def report(adapter_ppl: float) -> TrainingReport:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    store = SqliteGraphStore(tmp_path / "graph.sqlite3")
-    await store.open()
-    await store.upsert_memory(Memory(ALICE, "My dog is called Pochi", kind=MemoryKind.FACT))
-    yield store
-    await store.close()
+async def memories(engine: MemoryEngine) -> MemoryEngine:
+    """The real engine, holding one fact of Alice's."""
+    return await with_facts(engine, ALICE, ["My dog is called Pochi"])
 
 
 @pytest.fixture
@@ -55,40 +52,40 @@ def stub_trainer(monkeypatch, outcome: TrainingReport | Exception) -> None:
     monkeypatch.setattr(jobs_module, "train_lora", train)
 
 
-async def test_a_good_adapter_is_published(monkeypatch, store, config) -> None:
+async def test_a_good_adapter_is_published(monkeypatch, memories, config) -> None:
     stub_trainer(monkeypatch, report(adapter_ppl=5.0))
-    version = await train_and_publish(config, AdapterRegistry(config.registry_path), store, ALICE)
+    version = await train_and_publish(config, AdapterRegistry(config.registry_path), memories, ALICE)
     assert version.status == AdapterStatus.READY and version.metrics["ppl_reduction"] == 0.5
     assert sorted(p.name for p in version.path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert [p.name for p in config.adapters_dir.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
-async def test_a_weak_adapter_is_not_published(monkeypatch, store, config) -> None:
+async def test_a_weak_adapter_is_not_published(monkeypatch, memories, config) -> None:
     stub_trainer(monkeypatch, report(adapter_ppl=9.0))  # 10% better: below the 30% margin
     registry = AdapterRegistry(config.registry_path)
-    version = await train_and_publish(config, registry, store, ALICE)
+    version = await train_and_publish(config, registry, memories, ALICE)
     assert version.status == AdapterStatus.FAILED and "below 30%" in version.reason
     assert not version.path.exists() and await registry.current(ALICE) is None
 
 
-async def test_a_crash_marks_the_version_failed(monkeypatch, store, config) -> None:
+async def test_a_crash_marks_the_version_failed(monkeypatch, memories, config) -> None:
     stub_trainer(monkeypatch, RuntimeError("out of memory"))
     registry = AdapterRegistry(config.registry_path)
     with pytest.raises(RuntimeError):
-        await train_and_publish(config, registry, store, ALICE)
+        await train_and_publish(config, registry, memories, ALICE)
     (version,) = await registry.versions(ALICE)
     assert version.status == AdapterStatus.FAILED and "out of memory" in version.reason
     assert list(config.adapters_dir.glob(".*")) == []
 
 
-async def test_nothing_to_train(store, config) -> None:
+async def test_nothing_to_train(memories, config) -> None:
     with pytest.raises(NothingToTrain):
-        await train_and_publish(config, AdapterRegistry(config.registry_path), store, Scope("t", "nobody"))
+        await train_and_publish(config, AdapterRegistry(config.registry_path), memories, Scope("t", "nobody"))
 
 
-async def test_job_api_reports_progress_and_the_result(monkeypatch, store, config) -> None:
+async def test_job_api_reports_progress_and_the_result(monkeypatch, memories, config) -> None:
     stub_trainer(monkeypatch, report(adapter_ppl=5.0))
-    jobs = AdapterJobs(config, AdapterRegistry(config.registry_path), store)
+    jobs = AdapterJobs(config, AdapterRegistry(config.registry_path), memories)
     job = jobs.start(ALICE)
     assert jobs.status(job.id) is job and job.state in ("queued", "running")
     await job.task  # type: ignore[misc]

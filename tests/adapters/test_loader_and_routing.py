@@ -15,7 +15,7 @@ import pytest
 from adapters.loader import LOAD_PATH, UNLOAD_PATH, AdapterLoadError, ResolverAdapterLoader, VllmAdapterLoader
 from adapters.registry import AdapterRegistry, AdapterVersion
 from adapters.routing import ADAPTER_HEADER, AdapterRouter
-from memory.models import Scope
+from memory import Scope
 from tests.adapters.fake_vllm import FakeVllm
 
 BASE = "base-model"

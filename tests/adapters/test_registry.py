@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapters.registry import AdapterRegistry, AdapterStatus, lora_name
-from memory.models import Scope
+from memory import Scope
 
 ALICE = Scope("acme", "alice")
 BOB = Scope("acme", "bob")

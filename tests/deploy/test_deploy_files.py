@@ -17,11 +17,11 @@ import yaml
 
 from proxy.app import create_app
 from proxy.cli import build_parser
-from proxy.settings import Settings
+from proxy.settings import VARIABLES, ServerSettings, Settings
+from proxy.settings_env import PREFIX
 from tests.deploy import files
 
-PREFIX = Settings.model_config["env_prefix"]
-SETTINGS_VARIABLES = {f"{PREFIX}{name}".upper() for name in Settings.model_fields}
+SETTINGS_VARIABLES = {variable.name for variable in VARIABLES.all}
 SECRET_WORDS = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|AUTH", re.IGNORECASE)
 
 
@@ -94,7 +94,7 @@ def test_deployed_values_are_valid_settings() -> None:
 
 
 def test_ports_agree_with_the_settings_and_between_the_files() -> None:
-    port = Settings.model_fields["port"].default
+    port = ServerSettings.model_fields["port"].default
     assert port == 8080
     compose = files.compose()["services"]
     proxy_env = files.service_environment(compose["proxy"])

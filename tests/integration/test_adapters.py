@@ -23,10 +23,10 @@ from adapters.jobs import train_and_publish
 from adapters.loader import VllmAdapterLoader
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.routing import ADAPTER_HEADER, AdapterRouter
-from memory.graph.sqlite_store import SqliteGraphStore
-from memory.models import Memory, MemoryKind, Scope
+from memory import MemoryConfig, MemoryEngine, Scope
 from proxy.bench.processes import VLLM_MODEL, VllmServer
 from proxy.settings import Settings
+from tests.adapters.conftest import with_facts
 from tests.integration.conftest import API_KEY, proxy_url, start_proxy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module")]
@@ -47,7 +47,7 @@ def workdir(tmp_path_factory) -> Path:
 def config(vllm: VllmServer, workdir: Path) -> AdaptersConfig:
     return AdaptersConfig(
         adapters_dir=workdir / "data" / "adapters",
-        base_model_path=Settings().adapters_base_model_path,
+        base_model_path=Settings().adapters.base_model_path,
         base_model=VLLM_MODEL,
         vllm_url=vllm.base_url,
         max_loaded=2,
@@ -57,14 +57,12 @@ def config(vllm: VllmServer, workdir: Path) -> AdaptersConfig:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def alice_adapter(config: AdaptersConfig, workdir: Path) -> AdapterVersion:
-    store = SqliteGraphStore(workdir / "facts.sqlite3")
-    await store.open()
+    engine = await MemoryEngine.open(MemoryConfig(data_dir=workdir / "facts"))
     try:
-        for fact in FACTS:
-            await store.upsert_memory(Memory(ALICE, fact, kind=MemoryKind.FACT, importance=0.9))
-        version = await train_and_publish(config, AdapterRegistry(config.registry_path), store, ALICE)
+        await with_facts(engine, ALICE, list(FACTS), importance=0.9)
+        version = await train_and_publish(config, AdapterRegistry(config.registry_path), engine, ALICE)
     finally:
-        await store.close()
+        await engine.close()
     assert version.status == AdapterStatus.READY, version.reason
     return version
 

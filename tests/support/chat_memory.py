@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from memory.engine import MemoryEngine
+from memory import MemoryEngine
 from proxy.app import create_app
 from proxy.auth import hash_key
 from proxy.settings import Settings
@@ -58,8 +58,8 @@ async def proxy(engine, keys_file, tmp_path, upstream) -> AsyncIterator[Callable
 
     yield build
     for app, client in apps:
-        await app.state.chat_service.prefill.drain()
-        await app.state.memory.drain()
+        await app.state.chat_service.prefill.runner.drain()
+        await app.state.chat_memory.drain()
         await client.aclose()
 
 
@@ -70,8 +70,8 @@ def app_of(client: httpx.AsyncClient) -> Any:
 async def settle(client: httpx.AsyncClient, engine: MemoryEngine) -> None:
     """Wait until the background work after the last answer is done: its next-turn prefill, and its write queued,
     then applied."""
-    await app_of(client).state.chat_service.prefill.drain()
-    await app_of(client).state.memory.drain()
+    await app_of(client).state.chat_service.prefill.runner.drain()
+    await app_of(client).state.chat_memory.drain()
     await engine.flush()
 
 

@@ -13,8 +13,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from memory.config import MemoryConfig
-from memory.engine import MemoryEngine
+from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.auth import hash_key
 from proxy.settings import Settings
@@ -49,7 +48,7 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Memo
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def empty_engine(engine: MemoryEngine) -> MemoryEngine:
-    for scope in await engine.store.scopes():
+    for scope in await engine.users():
         await engine.forget_user(scope.user, tenant=scope.tenant)
     return engine
 
@@ -89,8 +88,8 @@ async def add(client: httpx.AsyncClient, content: str, **fields: Any) -> dict[st
 
 async def state(engine: MemoryEngine) -> tuple[int, int, dict[str, Any]]:
     """Everything a request could have changed: the change log, the queue, every scope's export."""
-    exports = {s.key: await engine.store.export_user(s) for s in await engine.store.scopes()}
-    return await engine.store.last_seq(), await engine.queue.depth(), exports
+    exports = {s.key: await engine.export(s.user, tenant=s.tenant) for s in await engine.users()}
+    return await engine.last_change(), (await engine.queue_stats()).depth, exports
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def test_bad_controls_are_400_and_nothing_is_sent_or_kept(proxy, upstream,
     assert response.json()["error"]["param"] == param
     assert upstream.requests == []
     await settle(client, engine)
-    assert await engine.queue.depth() == 0
+    assert (await engine.queue_stats()).depth == 0
 
 
 async def test_writes_after_a_complete_stream_but_not_after_a_broken_one(proxy, upstream, engine) -> None:
@@ -123,7 +123,7 @@ async def test_writes_after_a_complete_stream_but_not_after_a_broken_one(proxy, 
     response = await chat(client, "acme-svc", "I also breed axolotls", user="alice", stream=True)
     assert b"error" in response.content
     await settle(client, engine)
-    texts = [m.text for m in (await engine.store.list_memories(engine.scope("alice", "acme"))).items]
+    texts = [m.text for m in (await engine.list("alice", tenant="acme")).items]
     assert any("typewriters" in t for t in texts)
     assert not any("axolotls" in t for t in texts)
 
@@ -138,7 +138,7 @@ async def test_upstream_down_queues_nothing(proxy, upstream, engine) -> None:
     response = await chat(client, "acme-svc", "I was born in Nagoya", user="alice")
     assert response.status_code == 502
     await settle(client, engine)
-    assert await engine.store.count_memories(engine.scope("alice", "acme")) == 0
+    assert await engine.count("alice", tenant="acme") == 0
 
 
 async def test_later_turns_repeat_earlier_recalled_blocks_byte_for_byte(proxy, upstream, engine) -> None:
@@ -182,15 +182,16 @@ async def test_cache_salt_is_per_tenant_or_per_user(proxy, upstream) -> None:
 
 
 async def test_recall_failure_degrades_and_the_write_still_lands(proxy, upstream, engine, monkeypatch) -> None:
-    """A store outage is simulated by making the store's reads raise (SQLite cannot be taken down mid-test)."""
-    from memory.graph.base import StoreUnavailable
+    """A store outage is simulated by making recall raise what the engine raises then (SQLite cannot be taken down
+    mid-test)."""
+    from memory import StoreUnavailable
 
     client = proxy()
 
     async def down(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("graph store unreachable")
 
-    monkeypatch.setattr(engine.store, "get_memories", down)
+    monkeypatch.setattr(engine, "recall", down)
     response = await chat(client, "acme-svc", "My bike is a red Brompton", user="alice")
     assert response.status_code == 200
     assert response.headers["x-memproxy-memory"] == "degraded"

@@ -8,8 +8,13 @@ import httpx
 import pytest
 
 from proxy.auth import DEV_RECORD
+from proxy.chat.memory import ChatMemory
+from proxy.chat.prefill import NextTurnPrefill
 from proxy.chat.serving import ChatCompletionsService, ChatCompletionStream
-from proxy.memory_gateway import MemoryGateway, RecallSettings
+from proxy.identity import IdentityRules
+from proxy.memory_access import MemoryAccess
+from proxy.metrics import Metrics
+from proxy.settings import ChatMemorySettings, PrefillSettings
 from proxy.upstream import UpstreamClient
 from proxy.upstream_pool import UpstreamPool
 from tests.support.upstreams import (
@@ -281,11 +286,7 @@ async def test_cadence_one_upstream_chunk_is_one_downstream_write(upstream) -> N
     upstream_chunks = [e1, e2 + e3, e4[:10], e4[10:] + sse("[DONE]")]
     scripted, stream_body = stream_response(upstream_chunks)
     upstream.respond = lambda request: scripted
-    service = ChatCompletionsService(
-        UpstreamPool([UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1")]),
-        default_model="m",
-        memory=MemoryGateway(None, RecallSettings()),
-    )
+    service = service_without_memory(upstream)
     result = await service.create(json.dumps({"messages": MESSAGES, "stream": True}).encode(), DEV_RECORD, {})
     assert isinstance(result, ChatCompletionStream)
     writes = [piece async for piece in result.events]
@@ -299,14 +300,23 @@ async def test_stream_usage_is_relayed_and_seen(upstream) -> None:
     usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
     events = [sse(chunk("x", finish_reason="stop")), sse({"choices": [], "usage": usage}), sse("[DONE]")]
     upstream.respond = lambda request: stream_response(events)[0]
-    service = ChatCompletionsService(
-        UpstreamPool([UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1")]),
-        default_model="m",
-        memory=MemoryGateway(None, RecallSettings()),
-    )
+    service = service_without_memory(upstream)
     body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
     result = await service.create(json.dumps(body).encode(), DEV_RECORD, {})
     assert b"".join([piece async for piece in result.events]) == b"".join(events)
     assert result.transcript.usage == usage
     assert result.transcript.finish_reasons == {0: "stop"}
     assert upstream.last_json["stream_options"] == {"include_usage": True}
+
+
+def service_without_memory(upstream) -> ChatCompletionsService:
+    """The chat service on its own, memory turned off, in front of the scripted upstream."""
+    memory = ChatMemory(MemoryAccess(), ChatMemorySettings())
+    return ChatCompletionsService(
+        UpstreamPool([UpstreamClient(httpx.AsyncClient(transport=upstream.transport()), "http://upstream.test/v1")]),
+        default_model="m",
+        memory=memory,
+        prefill=NextTurnPrefill(memory, PrefillSettings()),
+        identity_rules=IdentityRules(),
+        metrics=Metrics(),
+    )

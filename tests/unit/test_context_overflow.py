@@ -94,7 +94,7 @@ async def test_a_prompt_too_long_without_memory_gets_the_upstreams_error_once(pr
     assert "maximum context length" in error["message"]
     assert len(upstream.chats) == 1
     await settle(client, engine)
-    assert await engine.store.count_memories(engine.scope("nobody-yet", "acme")) == 0
+    assert await engine.count("nobody-yet", tenant="acme") == 0
 
 
 async def test_other_upstream_errors_are_not_retried_without_memory(proxy, upstream, engine) -> None:

@@ -53,10 +53,10 @@ def test_settings_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("MEMPROXY_API_KEYS", " alpha-key , beta-key,,gamma-key ")
     monkeypatch.setenv("MEMPROXY_PORT", "9999")
     settings = Settings()
-    assert settings.upstream_url == "http://vllm:8000/v1"
-    assert settings.port == 9999
-    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha-key", "beta-key", "gamma-key"]
-    assert settings.api_key_digests == {hashlib.sha256(k.encode()).digest() for k in ("alpha-key", "beta-key", "gamma-key")}
+    assert settings.upstream.url == "http://vllm:8000/v1"
+    assert settings.server.port == 9999
+    assert [key.get_secret_value() for key in settings.auth.api_keys] == ["alpha-key", "beta-key", "gamma-key"]
+    assert settings.auth.api_key_digests == {hashlib.sha256(k.encode()).digest() for k in ("alpha-key", "beta-key", "gamma-key")}
     assert "alpha-key" not in repr(settings)
 
 

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory.config import MemoryConfig
-from memory.engine import MemoryEngine
+from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.auth import hash_key
 from proxy.settings import Settings
@@ -82,7 +81,7 @@ class Harness:
         body["messages"] = [{"role": "user", "content": text}]
         response = await self.client.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200, response.text
-        await self.app.state.memory.drain()
+        await self.app.state.chat_memory.drain()
         await self.engine.flush()
         return expected_scope, text
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from memory.engine import MemoryEngine
+from memory import MemoryEngine
 from proxy.settings import Settings
 from tests.support.memory_api import (  # noqa: F401 - fixtures
     KEYS,
@@ -271,7 +271,7 @@ async def test_malformed_requests_are_400_and_change_nothing(
 
 
 async def test_memory_off_is_503_with_an_openai_error(settings: Settings) -> None:
-    app = build_app(settings.model_copy(update={"memory_enabled": False}), None)
+    app = build_app(settings.model_copy(update={"chat": settings.chat.model_copy(update={"enabled": False})}), None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
         client.headers["authorization"] = "Bearer acme-alice"
         for method, path, body in (

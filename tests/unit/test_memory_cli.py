@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from memory.engine import MemoryEngine
+from memory import MemoryEngine
 from proxy.cli import main as cli_main
 from proxy.settings import Settings
 from tests.support.memory_api import (  # noqa: F401 - fixtures

@@ -139,7 +139,7 @@ async def test_a_memory_already_in_the_prompt_is_not_recalled_again(proxy, upstr
 async def test_core_facts_are_not_repeated_in_the_recalled_block(proxy, upstream, engine) -> None:
     client = proxy(recall_anticipate=False)
     await remember(engine, SISTER)
-    [memory] = (await engine.store.list_memories(engine.scope("alice", "acme"))).items
+    [memory] = (await engine.list("alice", tenant="acme")).items
     await engine.pin(memory.id, user_id="alice", tenant="acme")
     await turn(client, [{"role": "user", "content": "Tell me about my sister"}])
     sent = upstream.last_json["messages"]
@@ -242,7 +242,7 @@ async def test_a_failed_prefill_changes_nothing_for_the_next_turn(proxy, upstrea
     await turn(client, first)
     await settle(client, engine)
     service = client._transport.app.state.chat_service  # type: ignore[attr-defined]
-    assert service.prefill.stats.failed == 1
+    assert service.prefill.runner.stats.failed == 1
     second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And the dog?"}]
     response = await turn(client, second)
     assert response.headers["x-memproxy-memory"] == "ok"

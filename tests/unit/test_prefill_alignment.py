@@ -124,7 +124,7 @@ async def test_the_proxy_pads_the_prefill_and_the_next_turn_opens_with_it(proxy,
     # The block logged for the next turn is the padded one, byte for byte.
     await turn(client, then(ABOUT_HANA, answer, "What is my dog called?"))
     assert upstream.last_json["messages"][-1]["content"].startswith(anticipated + "\n\n")
-    assert app_of(client).state.chat_service.prefill.stats.unaligned == 0
+    assert app_of(client).state.chat_service.prefill.runner.stats.unaligned == 0
 
 
 async def test_an_upstream_that_cannot_count_gets_the_prefill_unpadded(proxy, upstream, engine) -> None:
@@ -140,6 +140,6 @@ async def test_an_upstream_that_cannot_count_gets_the_prefill_unpadded(proxy, up
     upstream.respond = respond
     anticipated = await prefilled_turn(client, upstream, engine, ABOUT_HANA)
     assert PAD_UNIT not in anticipated and "Pochi" in anticipated
-    assert app_of(client).state.chat_service.prefill.stats.unaligned == 1
+    assert app_of(client).state.chat_service.prefill.runner.stats.unaligned == 1
     await turn(client, then(ABOUT_HANA, answer, "And my dog?"))
     assert upstream.last_json["messages"][-1]["content"].startswith(anticipated + "\n\n")

@@ -156,10 +156,10 @@ async def test_explicit_memories_never_reach_the_model() -> None:
 
 
 async def test_the_factory_builds_the_configured_extractor(tmp_path: Any) -> None:
-    assert isinstance(build_extractor(MemoryConfig(data_dir=tmp_path)), DeterministicExtractor)
-    config = MemoryConfig(data_dir=tmp_path, extractor="llm", extractor_url=BASE_URL, extractor_model="m")
-    extractor = build_extractor(config)
+    assert isinstance(build_extractor(MemoryConfig(data_dir=tmp_path).extractor), DeterministicExtractor)
+    config = MemoryConfig(data_dir=tmp_path, extractor={"kind": "llm", "url": BASE_URL, "model": "m"})
+    extractor = build_extractor(config.extractor)
     assert isinstance(extractor, LLMExtractor)
     await extractor.close()
-    with pytest.raises(ValueError, match="extractor_url"):
-        MemoryConfig(data_dir=tmp_path, extractor="llm")
+    with pytest.raises(ValueError, match="url"):
+        MemoryConfig(data_dir=tmp_path, extractor={"kind": "llm"})

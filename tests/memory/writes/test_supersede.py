@@ -116,7 +116,7 @@ async def test_a_store_outage_longer_than_the_attempt_limit_dead_letters_nothing
     clock = Clock()
     store = FlakyStore(config.sqlite_path)
     await store.open()
-    embedder = build_embedder(config)
+    embedder = build_embedder(config.embedder)
     vectors = FaissVectorIndex.open(config.index_dir, dim=embedder.dim, embedder_name=embedder.name)
     queue = DurableQueue(config.queue_path, max_attempts=3, clock=clock)
     engine = MemoryEngine(config, store=store, embedder=embedder, vectors=vectors, queue=queue)

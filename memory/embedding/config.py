@@ -1,0 +1,46 @@
+"""Which embedder the engine runs, with that runtime's own settings (a discriminated union on ``runtime``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _EmbedderFields(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Path | None = Field(
+        None, description="A local sentence-transformers folder; none = the bundled all-MiniLM-L6-v2."
+    )
+    dim: int = Field(384, ge=8, description="The model's vector dimension (checked when the engine opens).")
+    threads: int = Field(1, ge=1, description="Threads of one model call.")
+    query_max_tokens: int = Field(
+        64,
+        ge=8,
+        description="Recall embeds the query's first this many tokens (BM25 reads all of it): the model's cost "
+        "grows with each token, and a chat question is 10-30.",
+    )
+
+
+class OnnxEmbedderConfig(_EmbedderFields):
+    """ONNX Runtime, int8: the fast query path (the model is exported once and cached)."""
+
+    runtime: Literal["onnx"] = Field("onnx", description="onnx (fast) or torch (sentence-transformers as is).")
+    model_cache: Path | None = Field(
+        None, description="Where the exported ONNX model is cached; none = ~/.cache/memproxy/onnx (shared)."
+    )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.model_cache or Path.home() / ".cache" / "memproxy" / "onnx"
+
+
+class TorchEmbedderConfig(_EmbedderFields):
+    """sentence-transformers on PyTorch, as the model ships."""
+
+    runtime: Literal["torch"] = Field(description="onnx (fast) or torch (sentence-transformers as is).")
+
+
+EmbedderConfig = Annotated[OnnxEmbedderConfig | TorchEmbedderConfig, Field(discriminator="runtime")]
