@@ -29,11 +29,11 @@ def build_embedder(config: MemoryConfig) -> Embedder:
 
 def build_store(config: MemoryConfig) -> GraphStore:
     if config.graph_backend == "neo4j":
-        from memory.graph.neo4j_store import Neo4jGraphStore
+        from memory.graph.neo4j.store import Neo4jGraphStore
 
         password = config.neo4j_password.get_secret_value() if config.neo4j_password else ""
         return Neo4jGraphStore(config.neo4j_uri or "", config.neo4j_user, password, database=config.neo4j_database)
-    from memory.graph.sqlite_store import SqliteGraphStore
+    from memory.graph.sqlite.store import SqliteGraphStore
 
     return SqliteGraphStore(config.sqlite_path)
 

@@ -1,7 +1,7 @@
 """The graph store interface: the system of record for memories, entities and relationships.
 
-Two backends implement it — :class:`memory.graph.sqlite_store.SqliteGraphStore` (embedded default) and
-:class:`memory.graph.neo4j_store.Neo4jGraphStore` — and one conformance suite (tests/memory/graph) runs against both.
+Two backends implement it — :class:`memory.graph.sqlite.store.SqliteGraphStore` (embedded default) and
+:class:`memory.graph.neo4j.store.Neo4jGraphStore` — and one conformance suite (tests/memory/graph) runs against both.
 Backends hold storage code only: extraction, scoring and consolidation live elsewhere, once.
 
 Rules every backend keeps:

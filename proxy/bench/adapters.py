@@ -33,7 +33,7 @@ from adapters.jobs import train_and_publish
 from adapters.loader import VllmAdapterLoader
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.routing import AdapterRouter
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, MemoryKind, Scope
 from proxy.adapter_gateway import adapters_config
 from proxy.bench.processes import VLLM_MODEL, VllmServer, free_port

@@ -12,7 +12,7 @@ from adapters.dataset import (
     load_memories,
     second_person,
 )
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, MemoryKind, Scope
 
 ALICE = Scope("t", "alice")

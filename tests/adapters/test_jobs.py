@@ -16,7 +16,7 @@ from adapters.config import AdaptersConfig
 from adapters.jobs import AdapterJobs, NothingToTrain, train_and_publish
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.trainer import TrainingReport
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, MemoryKind, Scope
 
 ALICE = Scope("t", "alice")

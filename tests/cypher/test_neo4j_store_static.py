@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory.graph import cypher
-from memory.graph import neo4j_records as records
+from memory.graph.neo4j import cypher
+from memory.graph.neo4j import records
 from memory.graph.base import SHARED_ENTITY, StoreUnavailable
-from memory.graph.neo4j_store import Neo4jGraphStore
-from memory.graph.neo4j_traversal import Walk
+from memory.graph.neo4j.store import Neo4jGraphStore
+from memory.graph.neo4j.traversal import Walk
 from memory.models import Memory, MemoryKind, RelationType, Scope
 from tests.cypher.store_calls import STORE_FILES, parameters_used, statements, store_call_sites
 
@@ -54,7 +54,7 @@ def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py(path: P
         for call in ast.walk(function)
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run"
     ]
-    assert senders == (["run"] if path.name == "neo4j_tx.py" else [])
+    assert senders == (["run"] if path.name == "tx.py" else [])
     docstrings = {
         id(node.body[0].value)
         for node in ast.walk(tree)

@@ -23,7 +23,7 @@ from adapters.jobs import train_and_publish
 from adapters.loader import VllmAdapterLoader
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.routing import ADAPTER_HEADER, AdapterRouter
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, MemoryKind, Scope
 from proxy.bench.processes import VLLM_MODEL, VllmServer
 from proxy.settings import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from memory.graph.base import GraphStore
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Scope
 
 
@@ -44,7 +44,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         uri = os.environ.get("NEO4J_URI")
         if not uri:
             pytest.skip("Neo4j backend: set NEO4J_URI (and NEO4J_USER, NEO4J_PASSWORD) to run it against a server")
-        from memory.graph.neo4j_store import Neo4jGraphStore
+        from memory.graph.neo4j.store import Neo4jGraphStore
 
         backend = Neo4jGraphStore(uri, os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD", ""))
     await backend.open()

@@ -11,7 +11,7 @@ from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from memory.factory import build_embedder
 from memory.graph.base import StoreUnavailable
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.vectors.faiss_index import FaissVectorIndex
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue

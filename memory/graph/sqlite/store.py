@@ -4,8 +4,8 @@ Durability: WAL with ``synchronous=FULL``, so a write acknowledged by :meth:`Sql
 and power loss. Concurrency: two connections, each owned by its own worker thread — one for writes (``BEGIN
 IMMEDIATE``: other processes on the same file wait up to the busy timeout), one for reads (a WAL snapshot per call) —
 so the event loop never blocks and a long write (deleting a large user) does not stall reads. The schema and the
-statements are in :mod:`memory.graph.sqlite_schema`, :mod:`~memory.graph.sqlite_reads` and
-:mod:`~memory.graph.sqlite_writes`; this module holds the connections and checks arguments before any I/O.
+statements are in :mod:`memory.graph.sqlite.schema`, :mod:`~memory.graph.sqlite.reads` and
+:mod:`~memory.graph.sqlite.writes`; this module holds the connections and checks arguments before any I/O.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from memory.graph import sqlite_reads as reads
-from memory.graph import sqlite_schema as sql
-from memory.graph import sqlite_writes as writes
+from memory.graph.sqlite import reads
+from memory.graph.sqlite import schema as sql
+from memory.graph.sqlite import writes
 from memory.graph.base import (
     NEIGHBOURS_LIMIT,
     SHARED_ENTITY,
@@ -103,7 +103,7 @@ class _Connection:
             conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute(f"PRAGMA journal_size_limit = {_WAL_KEEP_BYTES}")
-            # Never ANALYZE / PRAGMA optimize here: see memory.graph.sqlite_schema.
+            # Never ANALYZE / PRAGMA optimize here: see memory.graph.sqlite.schema.
         except BaseException:
             conn.close()
             raise

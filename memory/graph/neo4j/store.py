@@ -1,6 +1,6 @@
 """``Neo4jGraphStore``: the graph store on Neo4j 5+ through the official async driver.
 
-Storage code only. Every statement lives in :mod:`memory.graph.cypher` (the graph model and the change log's
+Storage code only. Every statement lives in :mod:`memory.graph.neo4j.cypher` (the graph model and the change log's
 concurrency design are described there); this module binds parameters, runs each operation in one explicit
 transaction (``execute_read`` / ``execute_write``, which retry transient failures), and turns records into models.
 Each session shares one bookmark manager, so a read sees every write this store made before it, on a cluster too.
@@ -20,9 +20,10 @@ import numpy as np
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, AsyncSession
 from neo4j import exceptions as neo4j_errors
 
-from memory.graph import cypher, export_format
-from memory.graph import neo4j_maintenance as maintenance
-from memory.graph import neo4j_traversal as traversal
+from memory.graph import export_format
+from memory.graph.neo4j import cypher
+from memory.graph.neo4j import maintenance
+from memory.graph.neo4j import traversal
 from memory.graph.base import (
     NEIGHBOURS_LIMIT,
     EdgeType,
@@ -34,7 +35,7 @@ from memory.graph.base import (
     StoreUnavailable,
     WriteBatch,
 )
-from memory.graph.neo4j_records import (
+from memory.graph.neo4j.records import (
     check_scope,
     decode_cursor,
     encode_cursor,
@@ -43,8 +44,8 @@ from memory.graph.neo4j_records import (
     relationship_from_row,
     scoped,
 )
-from memory.graph.neo4j_traversal import MEMORY_EDGE_TYPES, Walk
-from memory.graph.neo4j_tx import append_changes, fetch_rows, read_memories, run, run_and_consume, single_value
+from memory.graph.neo4j.traversal import MEMORY_EDGE_TYPES, Walk
+from memory.graph.neo4j.tx import append_changes, fetch_rows, read_memories, run, run_and_consume, single_value
 from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, RelationType, Relationship, Scope, now
 
 T = TypeVar("T")

@@ -9,10 +9,10 @@ from typing import Any
 
 from neo4j import AsyncManagedTransaction
 
-from memory.graph import cypher
+from memory.graph.neo4j import cypher
 from memory.graph.base import SHARED_ENTITY, EdgeType
-from memory.graph.neo4j_records import scoped
-from memory.graph.neo4j_tx import fetch_rows, read_memories
+from memory.graph.neo4j.records import scoped
+from memory.graph.neo4j.tx import fetch_rows, read_memories
 from memory.models import GraphHit, RelationType, Scope, now
 
 MEMORY_EDGE_TYPES = tuple(t.value for t in RelationType)

@@ -1,4 +1,4 @@
-"""Writes of the embedded store (:mod:`memory.graph.sqlite_store`): functions of a connection, run in its worker
+"""Writes of the embedded store (:mod:`memory.graph.sqlite.store`): functions of a connection, run in its worker
 thread inside one ``BEGIN IMMEDIATE`` transaction — all of a call is applied, or none of it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from memory.graph import sqlite_schema as sql
+from memory.graph.sqlite import schema as sql
 from memory.graph.base import (
     SHARED_ENTITY,
     UNCHANGED,
@@ -23,7 +23,7 @@ from memory.graph.base import (
     merge_patch,
 )
 from memory.graph.export_format import import_entity, import_memory, import_relationship
-from memory.graph.sqlite_reads import find_scope
+from memory.graph.sqlite.reads import find_scope
 from memory.models import ChangeOp, Entity, Memory, RelationType, Relationship, Scope
 
 

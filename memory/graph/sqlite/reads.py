@@ -1,4 +1,4 @@
-"""Reads of the embedded store (:mod:`memory.graph.sqlite_store`): functions of a connection, run in its worker thread
+"""Reads of the embedded store (:mod:`memory.graph.sqlite.store`): functions of a connection, run in its worker thread
 inside one read transaction, so each call sees one consistent snapshot."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from memory.graph import sqlite_schema as sql
+from memory.graph.sqlite import schema as sql
 from memory.graph.base import MemoryUsage
 from memory.graph.export_format import edge_type, export_entity, export_memory, export_relationship
 from memory.models import Entity, Memory, MemoryKind, Relationship, Scope
