@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory.graph.neo4j import cypher
-from memory.graph.neo4j import records
 from memory.graph.base import SHARED_ENTITY, StoreUnavailable
+from memory.graph.neo4j import cypher, records
 from memory.graph.neo4j.store import Neo4jGraphStore
 from memory.graph.neo4j.traversal import Walk
 from memory.models import Memory, MemoryKind, RelationType, Scope
@@ -153,13 +152,6 @@ def test_a_memory_row_reads_back_as_the_same_memory() -> None:
     assert records.memory_from_row(bare.scope, {"id": row["id"], **row["properties"]}) == bare
     with pytest.raises(ValueError, match="vector"):
         records.memory_row(memory, np.ones((2, 2), dtype=np.float32))
-
-
-def test_page_cursors_round_trip_and_reject_garbage() -> None:
-    cursor = records.encode_cursor(_memory())
-    assert records.decode_cursor(cursor) == (1_760_000_000.25, "m-1")
-    with pytest.raises(ValueError, match="cursor"):
-        records.decode_cursor("not a cursor")
 
 
 async def test_using_the_store_before_open_is_a_programming_error() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from neo4j import AsyncManagedTransaction
 
-from memory.graph.neo4j import cypher
 from memory.graph.base import UNCHANGED, FieldUpdate, MemoryUsage, core_since, merge_patch
+from memory.graph.neo4j import cypher
 from memory.graph.neo4j.records import metadata_from_text, metadata_text, scoped
 from memory.graph.neo4j.tx import append_changes, fetch_rows, run_and_consume, single_value
 from memory.models import ChangeOp, Scope, now
