@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
+from memory.graph import backends
 from memory.graph.base import GraphStore
+from memory.graph.neo4j.config import Neo4jGraphConfig
+from memory.graph.sqlite.config import SqliteGraphConfig
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
 from memory.writes.queue import DurableQueue
@@ -28,14 +31,20 @@ def build_embedder(config: MemoryConfig) -> Embedder:
 
 
 def build_store(config: MemoryConfig) -> GraphStore:
+    return backends.build_store(_graph_config(config), config.data_dir)
+
+
+def _graph_config(config: MemoryConfig) -> backends.GraphConfig:
+    """The graph backend's settings, from the engine's flat fields."""
     if config.graph_backend == "neo4j":
-        from memory.graph.neo4j.store import Neo4jGraphStore
-
-        password = config.neo4j_password.get_secret_value() if config.neo4j_password else ""
-        return Neo4jGraphStore(config.neo4j_uri or "", config.neo4j_user, password, database=config.neo4j_database)
-    from memory.graph.sqlite.store import SqliteGraphStore
-
-    return SqliteGraphStore(config.sqlite_path)
+        return Neo4jGraphConfig(
+            backend="neo4j",
+            uri=config.neo4j_uri or "",
+            user=config.neo4j_user,
+            password=config.neo4j_password,
+            database=config.neo4j_database,
+        )
+    return SqliteGraphConfig(path=config.sqlite_path)
 
 
 def build_extractor(config: MemoryConfig) -> Extractor:

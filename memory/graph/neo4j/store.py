@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -34,6 +35,7 @@ from memory.graph.base import (
 )
 from memory.graph.export_format import UserGraph
 from memory.graph.neo4j import cypher, maintenance, traversal, writes
+from memory.graph.neo4j.config import Neo4jGraphConfig
 from memory.graph.neo4j.records import DEFAULT_ENTITY_TYPE, entity_rows, relationship_from_row, scoped
 from memory.graph.neo4j.traversal import MEMORY_EDGE_TYPES, Walk
 from memory.graph.neo4j.tx import fetch_rows, read_memories, run, run_and_consume, single_value
@@ -64,6 +66,12 @@ class Neo4jGraphStore(GraphStore):
         self._database = database
         self._driver: AsyncDriver | None = None
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+
+    @classmethod
+    def from_config(cls, config: Neo4jGraphConfig, data_dir: Path) -> Neo4jGraphStore:
+        """``data_dir`` is not used: everything lives on the server."""
+        password = config.password.get_secret_value() if config.password else ""
+        return cls(config.uri, config.user, password, database=config.database)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

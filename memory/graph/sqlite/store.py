@@ -32,6 +32,7 @@ from memory.graph.operations.traversal import EdgeFilter
 from memory.graph.paging import check_limit, decode_cursor, in_order_asked, newest_first_page, unique
 from memory.graph.sqlite import reads, writes
 from memory.graph.sqlite import schema as sql
+from memory.graph.sqlite.config import SqliteGraphConfig
 from memory.graph.sqlite.connection import Connection
 from memory.graph.validation import check_batch, check_edge_type
 from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, Relationship, Scope
@@ -53,6 +54,10 @@ class SqliteGraphStore(GraphStore):
         self._busy_timeout_s = busy_timeout_s
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+
+    @classmethod
+    def from_config(cls, config: SqliteGraphConfig, data_dir: Path) -> SqliteGraphStore:
+        return cls(config.file(data_dir))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
