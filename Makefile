@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## cypher-check: Neo4j's official Cypher parser (npm), for the static check of memory/graph/cypher.py
+## cypher-check: Neo4j's official Cypher parser (npm), for the static check of memory/graph/neo4j/cypher.py
 CYPHER_CHECK := tests/cypher/node_modules/.package-lock.json
 $(CYPHER_CHECK): tests/cypher/package-lock.json
 	cd tests/cypher && npm ci --no-audit --no-fund --loglevel=error

@@ -4,11 +4,12 @@ settings module (or your own code) builds this object."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig
+from memory.graph.backends import GraphConfig
+from memory.graph.sqlite.config import SqliteGraphConfig
 from memory.recall.presets import DEFAULT_PRESET, PRESETS
 from memory.writes.extraction_config import DeterministicExtractorConfig, ExtractorConfig
 
@@ -45,15 +46,19 @@ class MemoryConfig(BaseModel):
     data_dir: Path = Field(..., description="Where the embedded store, the vector index and the write queue live.")
     tenant: str = Field("default", description="Tenant used when a call names none (single-tenant library use).")
 
-    graph_backend: Literal["sqlite", "neo4j"] = "sqlite"
-    neo4j_uri: str | None = None
-    neo4j_user: str = "neo4j"
-    neo4j_password: SecretStr | None = None
-    neo4j_database: str = "neo4j"
-
-    embedder: EmbedderConfig = Field(default_factory=OnnxEmbedderConfig, description="The embedding runtime and model.")
+    graph: GraphConfig = Field(
+        default_factory=SqliteGraphConfig,
+        description="The graph store, the system of record: sqlite (embedded, no server) or neo4j (a server).",
+    )
+    embedder: EmbedderConfig = Field(
+        default_factory=OnnxEmbedderConfig,
+        description="The embedding runtime: onnx (int8, the fast query path) or torch (sentence-transformers as is).",
+    )
     extractor: ExtractorConfig = Field(
-        default_factory=DeterministicExtractorConfig, description="What the write pipeline extracts from an exchange."
+        default_factory=DeterministicExtractorConfig,
+        description="What the write pipeline extracts: deterministic (each turn an episode, simple entities, no "
+        "model) or llm (facts from a chat model with a JSON schema, on top of the episodes; the deterministic "
+        "result is the fallback).",
     )
     dedupe_threshold: float = Field(
         0.95, gt=0.0, le=1.0, description="A new memory this similar (cosine) to one of the same kind merges into it."
@@ -77,16 +82,6 @@ class MemoryConfig(BaseModel):
         if value not in PRESETS:
             raise ValueError(f"unknown recall preset {value!r}; choose one of {', '.join(PRESETS)}")
         return value
-
-    @model_validator(mode="after")
-    def _neo4j_needs_uri(self) -> MemoryConfig:
-        if self.graph_backend == "neo4j" and not self.neo4j_uri:
-            raise ValueError("graph_backend='neo4j' needs neo4j_uri")
-        return self
-
-    @property
-    def sqlite_path(self) -> Path:
-        return self.data_dir / "graph.sqlite3"
 
     @property
     def queue_path(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
 from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig
+from memory.graph import backends
 from memory.graph.base import GraphStore
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
@@ -25,14 +26,7 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
 
 
 def build_store(config: MemoryConfig) -> GraphStore:
-    if config.graph_backend == "neo4j":
-        from memory.graph.neo4j_store import Neo4jGraphStore
-
-        password = config.neo4j_password.get_secret_value() if config.neo4j_password else ""
-        return Neo4jGraphStore(config.neo4j_uri or "", config.neo4j_user, password, database=config.neo4j_database)
-    from memory.graph.sqlite_store import SqliteGraphStore
-
-    return SqliteGraphStore(config.sqlite_path)
+    return backends.build_store(config.graph, config.data_dir)
 
 
 def build_extractor(config: ExtractorConfig) -> Extractor:

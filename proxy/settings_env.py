@@ -213,7 +213,7 @@ def _union(field: FieldInfo, here: tuple[str, ...], variants: list[type[BaseMode
     dotted = ".".join(here)
     tags = tuple(_literal(variant.model_fields[discriminator].annotation)[0] for variant in variants)
     default = getattr(field.get_default(call_default_factory=True), discriminator, PydanticUndefined)
-    described = variants[0].model_fields[discriminator].description or ""
+    described = field.description or variants[0].model_fields[discriminator].description or ""
     name = NAMES.get(f"{dotted}.{discriminator}", SECTIONS.get(dotted, "") + discriminator.upper())
     yield Variable(PREFIX + name, (*here, discriminator), described, default, tags, union=here)
     for variant, tag in zip(variants, tags, strict=True):

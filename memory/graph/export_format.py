@@ -6,10 +6,38 @@ the data model says; import also takes UNIX seconds. The scope is not part of th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope
+
+
+@dataclass(frozen=True, slots=True)
+class UserGraph:
+    """One user's graph as an export holds it: what a backend reads for an export, or writes for an import."""
+
+    memories: list[Memory]
+    entities: list[Entity]
+    relationships: list[Relationship]
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "memories": [export_memory(memory) for memory in self.memories],
+            "entities": [export_entity(entity) for entity in self.entities],
+            "relationships": [export_relationship(relationship) for relationship in self.relationships],
+        }
+
+    @classmethod
+    def parse(cls, scope: Scope, data: Mapping[str, Any]) -> UserGraph:
+        """Every item of an export, read into ``scope`` (a section may be missing); ValueError at the first item that
+        is not one."""
+        return cls(
+            [import_memory(scope, item) for item in data.get("memories", [])],
+            [import_entity(scope, item) for item in data.get("entities", [])],
+            [import_relationship(scope, item) for item in data.get("relationships", [])],
+        )
 
 
 def export_memory(memory: Memory) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Reads memory/graph/cypher.py and, statically, which statements the Neo4j backend (memory/graph/neo4j_*.py) sends
-with which parameters — so the checks need neither a server nor a stand-in for one.
+"""Reads memory/graph/neo4j/cypher.py and, statically, which statements the rest of the Neo4j backend
+(memory/graph/neo4j/*.py) sends with which parameters — so the checks need neither a server nor a stand-in for one.
 
 A call site is any call with a statement argument: ``cypher.NAME``, ``cypher.MERGE_EDGES[...]`` (every statement in
 that table), or a loop variable over ``cypher.SCHEMA`` / a tuple of ``cypher.NAME``. The argument after it holds the
@@ -15,17 +15,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory.graph import cypher
+from memory.graph.neo4j import cypher
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE_FILES = tuple(sorted((ROOT / "memory" / "graph").glob("neo4j_*.py")))
-"""The backend's modules: the store class and the transaction functions it is built from."""
+BACKEND = ROOT / "memory" / "graph" / "neo4j"
+STORE_FILES = tuple(sorted(path for path in BACKEND.glob("*.py") if path.name != "cypher.py"))
+"""The backend's modules but its statements: the store class and the transaction functions it is built from."""
 SCOPE_PARAMETERS = frozenset({"tenant", "user"})
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def statements() -> dict[str, str]:
-    """Every statement constant of memory/graph/cypher.py: public, upper-case, a string."""
+    """Every statement constant of memory/graph/neo4j/cypher.py: public, upper-case, a string."""
     return {
         name: value
         for name, value in vars(cypher).items()
@@ -40,16 +41,19 @@ def parameters_used(statement: str) -> set[str]:
 @dataclass(frozen=True)
 class CallSite:
     statement: str
-    """The constant's name in memory/graph/cypher.py."""
+    """The constant's name in memory/graph/neo4j/cypher.py."""
     parameters: frozenset[str] | None
     """The names passed; None where they could not be read (reported as a problem)."""
     line: str
-    """``file:line``."""
+    """``file:line``, the file relative to the repository."""
 
 
 def store_call_sites(source: str | None = None) -> tuple[list[CallSite], list[str]]:
     """(call sites, problems) found in the backend's modules (or in ``source``)."""
-    sources = {"<source>": source} if source is not None else {f.name: f.read_text("utf-8") for f in STORE_FILES}
+    if source is not None:
+        sources = {"<source>": source}
+    else:
+        sources = {str(f.relative_to(ROOT)): f.read_text("utf-8") for f in STORE_FILES}
     sites: list[CallSite] = []
     problems: list[str] = []
     for name, text in sources.items():

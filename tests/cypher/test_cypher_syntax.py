@@ -1,4 +1,4 @@
-"""Every Cypher statement of memory/graph/cypher.py, checked by Neo4j's own parser (no server needed).
+"""Every Cypher statement of memory/graph/neo4j/cypher.py, checked by Neo4j's own parser (no server needed).
 
 validate.mjs runs ``lintCypherQuery`` from the pinned ``@neo4j-cypher/language-support`` for each Cypher version it
 knows, with the graph's vocabulary (a misspelt label, type or key is reported) and, per call site in the store, the
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from memory.graph import cypher
+from memory.graph.neo4j import cypher
 from tests.cypher.store_calls import statements, store_call_sites
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +78,7 @@ def _store_items() -> list[dict[str, Any]]:
         items.setdefault(
             (site.statement, site.parameters),
             {
-                "name": f"{site.statement} (neo4j_store.py:{site.line})",
+                "name": f"{site.statement} ({site.line})",
                 "statement": texts[site.statement],
                 "parameters": sorted(site.parameters or ()),
             },

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory.graph import cypher
-from memory.graph import neo4j_records as records
 from memory.graph.base import SHARED_ENTITY, StoreUnavailable
-from memory.graph.neo4j_store import Neo4jGraphStore
-from memory.graph.neo4j_traversal import Walk
+from memory.graph.neo4j import cypher, records
+from memory.graph.neo4j.store import Neo4jGraphStore
+from memory.graph.neo4j.traversal import Walk
 from memory.models import Memory, MemoryKind, RelationType, Scope
 from tests.cypher.store_calls import STORE_FILES, parameters_used, statements, store_call_sites
 
@@ -54,7 +53,7 @@ def test_the_store_sends_cypher_only_through_run_and_only_from_cypher_py(path: P
         for call in ast.walk(function)
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run"
     ]
-    assert senders == (["run"] if path.name == "neo4j_tx.py" else [])
+    assert senders == (["run"] if path.name == "tx.py" else [])
     docstrings = {
         id(node.body[0].value)
         for node in ast.walk(tree)
@@ -153,13 +152,6 @@ def test_a_memory_row_reads_back_as_the_same_memory() -> None:
     assert records.memory_from_row(bare.scope, {"id": row["id"], **row["properties"]}) == bare
     with pytest.raises(ValueError, match="vector"):
         records.memory_row(memory, np.ones((2, 2), dtype=np.float32))
-
-
-def test_page_cursors_round_trip_and_reject_garbage() -> None:
-    cursor = records.encode_cursor(_memory())
-    assert records.decode_cursor(cursor) == (1_760_000_000.25, "m-1")
-    with pytest.raises(ValueError, match="cursor"):
-        records.decode_cursor("not a cursor")
 
 
 async def test_using_the_store_before_open_is_a_programming_error() -> None:

@@ -13,7 +13,7 @@ import pytest
 from memory.config import MemoryConfig, SchedulerConfig
 from memory.engine import MemoryEngine
 from memory.graph.base import NotFound
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, Scope
 from memory.scheduler import MemoryScheduler
 

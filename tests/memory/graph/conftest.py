@@ -1,22 +1,43 @@
-"""Fixtures of the graph store conformance suite: every test runs once per backend.
+"""Fixtures of the graph store conformance suite: every test runs once per registered backend
+(:data:`memory.graph.backends.BACKENDS`), so registering a backend is all it takes to run the whole suite against it.
 
-SQLite runs everywhere (a fresh file per test). Neo4j runs where ``NEO4J_URI`` is set (``NEO4J_USER``, default
-"neo4j", and ``NEO4J_PASSWORD``), against a server that may be shared: each test writes under tenants of its own and
-deletes them afterwards.
+How a test reaches a backend: the suite builds the backend's config model from environment variables named after the
+backend and the field, ``<BACKEND>_<FIELD>`` (``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``);
+a field not set keeps its default, and the data directory is the test's own folder (a fresh SQLite file per test).
+A backend with a required field not set (a server's address) is skipped, the reason naming the variables to set; a
+value its model refuses fails the test. A server may be shared: each test writes under tenants of its own and deletes
+them afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+from memory.graph.backends import BACKENDS, GraphBackend
 from memory.graph.base import GraphStore
-from memory.graph.sqlite_store import SqliteGraphStore
 from memory.models import Scope
+
+
+def backend_config(backend: GraphBackend[Any], environ: Mapping[str, str]) -> BaseModel:
+    """The backend's settings from ``<BACKEND>_<FIELD>`` variables; skips the test if a required one is not set."""
+    fields = {name: info for name, info in backend.config.model_fields.items() if name != "backend"}
+    variables = {name: f"{backend.name}_{name}".upper() for name in fields}
+    values = {name: environ[variable] for name, variable in variables.items() if variable in environ}
+    missing = [variables[name] for name, info in fields.items() if info.is_required() and name not in values]
+    if missing:
+        optional = [variables[name] for name, info in fields.items() if not info.is_required()]
+        pytest.skip(
+            f"{backend.name} backend: set {', '.join(missing)} (optional: {', '.join(optional) or 'none'}) "
+            "to run the suite against it"
+        )
+    return backend.config.model_validate({"backend": backend.name, **values})
 
 
 class ScopeFactory:
@@ -35,23 +56,15 @@ class ScopeFactory:
         return scope.tenant.startswith(self.prefix)
 
 
-@pytest.fixture(params=["sqlite", "neo4j"])
+@pytest.fixture(params=list(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GraphStore]:
-    backend: GraphStore
-    if request.param == "sqlite":
-        backend = SqliteGraphStore(tmp_path / "graph.db")
-    else:
-        uri = os.environ.get("NEO4J_URI")
-        if not uri:
-            pytest.skip("Neo4j backend: set NEO4J_URI (and NEO4J_USER, NEO4J_PASSWORD) to run it against a server")
-        from memory.graph.neo4j_store import Neo4jGraphStore
-
-        backend = Neo4jGraphStore(uri, os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD", ""))
-    await backend.open()
+    backend = BACKENDS[request.param]
+    built = backend.build_store(backend_config(backend, os.environ), tmp_path)
+    await built.open()
     try:
-        yield backend
+        yield built
     finally:
-        await backend.close()
+        await built.close()
 
 
 @pytest.fixture

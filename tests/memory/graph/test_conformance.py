@@ -9,12 +9,15 @@ test_sqlite_durability.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import numpy as np
 import pytest
 
 from memory.graph.base import SHARED_ENTITY, GraphStore, NotFound, WriteBatch
-from memory.models import ChangeOp, Entity, Memory, MemoryKind, Relationship
+from memory.graph.export_format import export_memory
+from memory.models import ChangeOp, Entity, Memory, MemoryKind, RelationType, Relationship
 from tests.memory.graph.builders import LEADS, RELATED, SUPERSEDES, put, relate, remember
 from tests.memory.graph.conftest import ScopeFactory
 
@@ -199,6 +202,35 @@ async def test_failed_commit_changes_nothing_and_can_be_retried(store: GraphStor
     assert await store.get_memory(scope, memory.id) is None
     assert not [c for c in await store.changes_since(before) if scopes.owns(c.scope)]
     assert await store.commit(WriteBatch("job-x", scope, [memory])) is True
+
+
+async def test_arguments_every_backend_refuses_before_writing(store: GraphStore, scopes: ScopeFactory) -> None:
+    """The checks of memory/graph/validation.py and paging.py: a ValueError, and nothing written."""
+    scope, other = scopes(), scopes("bob")
+    a, b = remember(scope, "a"), remember(scope, "b")
+    shared = Relationship(scope, a.id, b.id, cast(RelationType, SHARED_ENTITY))  # what a caller may send all the same
+    export = {
+        "memories": [export_memory(a), export_memory(b)],
+        "relationships": [{"source_id": a.id, "target_id": b.id, "type": SHARED_ENTITY}],
+    }
+    refused: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.commit(WriteBatch("j1", scope, [a, b], embeddings=[None])),
+        lambda: store.commit(WriteBatch("j2", scope, [a, remember(other, "someone else's")])),
+        lambda: store.commit(WriteBatch("j3", scope, [a, b], relationships=[shared])),
+        lambda: store.upsert_memory(a, np.ones((2, 2), dtype=np.float32)),
+        lambda: store.add_relationship(shared),
+        lambda: store.import_user(scope, export),
+        lambda: store.list_memories(scope, limit=0),
+        lambda: store.list_memories(scope, cursor="not a cursor"),
+        lambda: store.usage(scope, limit=0),
+    ]
+    before = await store.last_seq()
+    for call in refused:
+        with pytest.raises(ValueError):
+            await call()
+    assert await store.count_memories(scope, include_inactive=True) == 0
+    assert not [c for c in await store.changes_since(before) if scopes.owns(c.scope)]
+    assert await store.commit(WriteBatch("j1", scope, [a, b])) is True
 
 
 async def test_commit_embedding_none_keeps_the_stored_one(store: GraphStore, scopes: ScopeFactory) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from memory.graph.base import WriteBatch
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, Scope, now
 from memory.vectors.faiss_index import FaissVectorIndex
 from memory.vectors.sync import rebuild_index, sync_index

@@ -11,7 +11,7 @@ from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
 from memory.factory import build_embedder
 from memory.graph.base import StoreUnavailable
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.vectors.faiss_index import FaissVectorIndex
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
@@ -114,7 +114,7 @@ async def test_a_store_outage_longer_than_the_attempt_limit_dead_letters_nothing
     config = MemoryConfig(data_dir=tmp_path / "mem")
     config.data_dir.mkdir(parents=True)
     clock = Clock()
-    store = FlakyStore(config.sqlite_path)
+    store = FlakyStore(config.data_dir / "graph.sqlite3")
     await store.open()
     embedder = build_embedder(config.embedder)
     vectors = FaissVectorIndex.open(config.index_dir, dim=embedder.dim, embedder_name=embedder.name)

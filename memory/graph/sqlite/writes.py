@@ -1,4 +1,4 @@
-"""Writes of the embedded store (:mod:`memory.graph.sqlite_store`): functions of a connection, run in its worker
+"""Writes of the embedded store (:mod:`memory.graph.sqlite.store`): functions of a connection, run in its worker
 thread inside one ``BEGIN IMMEDIATE`` transaction — all of a call is applied, or none of it."""
 
 from __future__ import annotations
@@ -11,19 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from memory.graph import sqlite_schema as sql
-from memory.graph.base import (
-    SHARED_ENTITY,
-    UNCHANGED,
-    EdgeType,
-    FieldUpdate,
-    GraphStoreError,
-    NotFound,
-    WriteBatch,
-    merge_patch,
-)
-from memory.graph.export_format import import_entity, import_memory, import_relationship
-from memory.graph.sqlite_reads import find_scope
+from memory.graph.base import UNCHANGED, FieldUpdate, GraphStoreError, NotFound, WriteBatch, merge_patch
+from memory.graph.export_format import UserGraph
+from memory.graph.sqlite import schema as sql
+from memory.graph.sqlite.reads import find_scope
+from memory.graph.validation import check_relationships, embedding_vector
 from memory.models import ChangeOp, Entity, Memory, RelationType, Relationship, Scope
 
 
@@ -213,29 +205,18 @@ def delete_user(conn: sqlite3.Connection, scope: Scope) -> int:
 
 
 def import_user(conn: sqlite3.Connection, scope: Scope, data: dict[str, Any]) -> int:
-    memories = [import_memory(scope, item) for item in data.get("memories", [])]
-    entities = [import_entity(scope, item) for item in data.get("entities", [])]
-    relationships = [import_relationship(scope, item) for item in data.get("relationships", [])]
-    for relationship in relationships:
-        check_edge_type(relationship.type)
+    graph = UserGraph.parse(scope, data)  # here, in the writer's thread: a large export is parsed off the event loop
+    check_relationships(graph.relationships)
     scope_id = _ensure_scope(conn, scope)
-    for entity in entities:
+    for entity in graph.entities:
         _upsert_entity_in(conn, scope_id, entity)
-    for memory in memories:
+    for memory in graph.memories:
         _upsert_memory_in(conn, scope_id, memory, None)
         _log(conn, scope, memory.id, ChangeOp.UPSERT)
-    for relationship in relationships:
+    for relationship in graph.relationships:
         _add_relationship_in(conn, scope_id, relationship)
-    return len(memories)
-
-
-def check_edge_type(kind: EdgeType) -> None:
-    if str(kind) == SHARED_ENTITY:
-        raise ValueError(f"{SHARED_ENTITY} is not a memory-to-memory relationship type")
+    return len(graph.memories)
 
 
 def vector_bytes(embedding: np.ndarray) -> bytes:
-    vector = np.asarray(embedding, dtype=np.float32)
-    if vector.ndim != 1 or vector.size == 0:
-        raise ValueError(f"an embedding must be a non-empty vector, got shape {vector.shape}")
-    return vector.tobytes()
+    return embedding_vector(embedding).tobytes()

@@ -1,5 +1,5 @@
 """How the Neo4j backend sends statements: the helpers every transaction function is built from. ``run`` is the
-one place a statement reaches the driver, and it is always a constant of :mod:`memory.graph.cypher`."""
+one place a statement reaches the driver, and it is always a constant of :mod:`memory.graph.neo4j.cypher`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any, LiteralString
 
 from neo4j import AsyncManagedTransaction, AsyncResult, AsyncSession
 
-from memory.graph import cypher
-from memory.graph.neo4j_records import memory_from_row, scoped
+from memory.graph.neo4j import cypher
+from memory.graph.neo4j.records import memory_from_row, scoped
 from memory.models import ChangeOp, Memory, Scope, now
 
 
 async def run(
     tx: AsyncManagedTransaction | AsyncSession, statement: LiteralString, parameters: dict[str, Any] | None = None
 ) -> AsyncResult:
-    """The one place a statement is sent; ``statement`` is always a constant of :mod:`memory.graph.cypher`."""
+    """The one place a statement is sent; ``statement`` is always a constant of :mod:`memory.graph.neo4j.cypher`."""
     return await tx.run(statement, parameters or {})
 
 
@@ -44,7 +44,7 @@ async def read_memories(
 
 
 async def append_changes(tx: AsyncManagedTransaction, scope: Scope, op: ChangeOp, memory_ids: list[str]) -> None:
-    """Always the last statement of a write transaction (see :mod:`memory.graph.cypher` on the counter's lock)."""
+    """Always the last statement of a write transaction (see :mod:`memory.graph.neo4j.cypher` on the counter's lock)."""
     if memory_ids:
         changes = [{"id": memory_id, "op": op.value} for memory_id in memory_ids]
         await run_and_consume(tx, cypher.APPEND_CHANGES, scoped(scope, changes=changes, now=now()))

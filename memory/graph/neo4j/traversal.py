@@ -1,5 +1,6 @@
 """Graph traversals of the Neo4j backend (``neighbours``, ``graph_search``): one aggregated hop per statement,
-repeated from Python, so a hub entity never makes Neo4j enumerate every path through it."""
+repeated from Python, so a hub entity never makes Neo4j enumerate every path through it; and the supersession chain
+(``history``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 from neo4j import AsyncManagedTransaction
 
-from memory.graph import cypher
-from memory.graph.base import SHARED_ENTITY, EdgeType
-from memory.graph.neo4j_records import scoped
-from memory.graph.neo4j_tx import fetch_rows, read_memories
-from memory.models import GraphHit, RelationType, Scope, now
+from memory.graph.base import EdgeType
+from memory.graph.neo4j import cypher
+from memory.graph.neo4j.records import scoped
+from memory.graph.neo4j.tx import fetch_rows, read_memories
+from memory.graph.operations.traversal import EdgeFilter
+from memory.models import GraphHit, Memory, RelationType, Scope, now
 
 MEMORY_EDGE_TYPES = tuple(t.value for t in RelationType)
 
@@ -31,10 +33,9 @@ class Walk:
     @classmethod
     def over(cls, scope: Scope, types: Collection[EdgeType] | None) -> Walk:
         """``None`` is every type and SHARED_ENTITY; a name no edge has matches nothing (as a filter should)."""
-        if types is None:
-            return cls(scope, list(MEMORY_EDGE_TYPES), True, now())
-        names = {str(t) for t in types}
-        return cls(scope, sorted(names - {SHARED_ENTITY}), SHARED_ENTITY in names, now())
+        follow = EdgeFilter.of(types)
+        edge_types = MEMORY_EDGE_TYPES if follow.types is None else follow.types
+        return cls(scope, list(edge_types), follow.shared_entity, now())
 
 
 async def expand(tx: AsyncManagedTransaction, walk: Walk, frontier: dict[str, float]) -> dict[str, tuple[float, bool]]:
@@ -89,3 +90,12 @@ async def graph_search(tx: AsyncManagedTransaction, walk: Walk, start_id: str, m
     memories = await read_memories(tx, walk.scope, cypher.GET_MEMORIES, {"ids": list(found)})
     hits = [GraphHit(m, *found[m.id]) for m in memories]
     return sorted(hits, key=lambda hit: (hit.depth, -hit.strength, hit.memory.id))
+
+
+async def history(tx: AsyncManagedTransaction, scope: Scope, memory_id: str) -> list[Memory]:
+    current = await read_memories(tx, scope, cypher.GET_MEMORIES, {"ids": [memory_id]})
+    if not current:
+        return []
+    older = await read_memories(tx, scope, cypher.HISTORY_OLDER, {"id": memory_id})
+    newer = await read_memories(tx, scope, cypher.HISTORY_NEWER, {"id": memory_id})
+    return [*older, *current, *newer]

@@ -4,30 +4,22 @@ Durability: WAL with ``synchronous=FULL``, so a write acknowledged by :meth:`Sql
 and power loss. Concurrency: two connections, each owned by its own worker thread — one for writes (``BEGIN
 IMMEDIATE``: other processes on the same file wait up to the busy timeout), one for reads (a WAL snapshot per call) —
 so the event loop never blocks and a long write (deleting a large user) does not stall reads. The schema and the
-statements are in :mod:`memory.graph.sqlite_schema`, :mod:`~memory.graph.sqlite_reads` and
-:mod:`~memory.graph.sqlite_writes`; this module holds the connections and checks arguments before any I/O.
+statements are in :mod:`memory.graph.sqlite.schema`, :mod:`~memory.graph.sqlite.reads` and
+:mod:`~memory.graph.sqlite.writes`, a connection in :mod:`~memory.graph.sqlite.connection`; this module holds the two
+connections and checks arguments (with :mod:`memory.graph.validation` and :mod:`memory.graph.paging`) before any I/O.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import json
-import sqlite3
-from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from memory.graph import sqlite_reads as reads
-from memory.graph import sqlite_schema as sql
-from memory.graph import sqlite_writes as writes
 from memory.graph.base import (
     NEIGHBOURS_LIMIT,
-    SHARED_ENTITY,
     EdgeType,
     FieldUpdate,
     GraphStore,
@@ -36,100 +28,16 @@ from memory.graph.base import (
     StoreUnavailable,
     WriteBatch,
 )
+from memory.graph.operations.traversal import EdgeFilter
+from memory.graph.paging import check_limit, decode_cursor, in_order_asked, newest_first_page, unique
+from memory.graph.sqlite import reads, writes
+from memory.graph.sqlite import schema as sql
+from memory.graph.sqlite.config import SqliteGraphConfig
+from memory.graph.sqlite.connection import Connection
+from memory.graph.validation import check_batch, check_edge_type
 from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, Relationship, Scope
-from memory.threads import background
 
 R = TypeVar("R")
-
-_CACHE_KIB = 32 * 1024
-_WAL_KEEP_BYTES = 64 * 1024 * 1024
-"""After a checkpoint the WAL file is cut back to this (a big delete_user would otherwise leave it huge)."""
-_UNAVAILABLE = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOMEM,
-}
-
-
-class _Connection:
-    """One SQLite connection owned by one worker thread; every call runs there, one at a time."""
-
-    def __init__(
-        self, path: Path, name: str, *, synchronous_full: bool, busy_timeout_s: float, in_background: bool = False
-    ) -> None:
-        """``in_background``: the thread runs at a lower CPU priority than the chat path (see memory.threads)."""
-        self._path = path
-        self._synchronous = "FULL" if synchronous_full else "NORMAL"
-        self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=name, initializer=background() if in_background else None
-        )
-        self._conn: sqlite3.Connection | None = None
-
-    async def open(self) -> None:
-        await self._call(self._connect)
-
-    async def close(self) -> None:
-        await self._call(self._disconnect)
-        self._executor.shutdown(wait=False)
-
-    async def read(self, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(conn, *args)`` in one read transaction (one consistent snapshot)."""
-        return await self._call(self._transaction, "BEGIN", fn, args)
-
-    async def write(self, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(conn, *args)`` in one write transaction: all of it is durable when this returns, or none of it."""
-        return await self._call(self._transaction, "BEGIN IMMEDIATE", fn, args)
-
-    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            if exc.sqlite_errorcode & 0xFF in _UNAVAILABLE:
-                raise StoreUnavailable(f"SQLite graph store: {exc}") from exc
-            raise GraphStoreError(f"SQLite graph store: {exc}") from exc
-
-    def _connect(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s, cached_statements=512)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute(f"PRAGMA journal_size_limit = {_WAL_KEEP_BYTES}")
-            # Never ANALYZE / PRAGMA optimize here: see memory.graph.sqlite_schema.
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _transaction(self, begin: str, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
-        conn = self._conn
-        if conn is None:
-            raise StoreUnavailable("the SQLite graph store is closed")
-        conn.execute(begin)
-        try:
-            result = fn(conn, *args)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the original error says more; SQLite rolls back a failed transaction itself
-            raise
-        return result
 
 
 class SqliteGraphStore(GraphStore):
@@ -144,8 +52,12 @@ class SqliteGraphStore(GraphStore):
         self.path = Path(path)
         self._synchronous_full = synchronous_full
         self._busy_timeout_s = busy_timeout_s
-        self._writer: _Connection | None = None
-        self._reader: _Connection | None = None
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
+
+    @classmethod
+    def from_config(cls, config: SqliteGraphConfig, data_dir: Path) -> SqliteGraphStore:
+        return cls(config.file(data_dir))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -176,7 +88,7 @@ class SqliteGraphStore(GraphStore):
     # --- writes ----------------------------------------------------------------------------------------------
 
     async def commit(self, batch: WriteBatch) -> bool:
-        _check_batch(batch)
+        check_batch(batch)
         return await self._write(writes.commit, batch)
 
     async def upsert_memory(self, memory: Memory, embedding: np.ndarray | None = None) -> None:
@@ -187,7 +99,7 @@ class SqliteGraphStore(GraphStore):
         await self._write(writes.upsert_entity, entity)
 
     async def add_relationship(self, relationship: Relationship) -> None:
-        writes.check_edge_type(relationship.type)
+        check_edge_type(relationship.type)
         await self._write(writes.add_relationship, relationship)
 
     async def record_use(self, scope: Scope, memory_ids: Sequence[str], at: float) -> None:
@@ -220,20 +132,15 @@ class SqliteGraphStore(GraphStore):
         if not memory_ids:
             return []
         found = await self._read(reads.get_memories, scope, json.dumps(list(memory_ids)))
-        by_id = {memory.id: memory for memory in found}
-        return [by_id[memory_id] for memory_id in memory_ids if memory_id in by_id]
+        return in_order_asked(found, memory_ids, key=lambda memory: memory.id)
 
     async def list_memories(
         self, scope: Scope, *, limit: int = 100, cursor: str | None = None, include_inactive: bool = False
     ) -> Page[Memory]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        after = None if cursor is None else _decode_cursor(cursor)
-        memories = await self._read(reads.list_memories, scope, limit + 1, after, include_inactive)
-        if len(memories) <= limit:
-            return Page(memories, None)
-        last = memories[limit - 1]
-        return Page(memories[:limit], _encode_cursor(last.created_at, last.id))
+        check_limit(limit)
+        after = None if cursor is None else decode_cursor(cursor)
+        fetched = await self._read(reads.list_memories, scope, limit + 1, after, include_inactive)
+        return newest_first_page(fetched, limit)
 
     async def count_memories(self, scope: Scope, *, include_inactive: bool = False) -> int:
         return await self._read(reads.count_memories, scope, include_inactive)
@@ -247,11 +154,11 @@ class SqliteGraphStore(GraphStore):
         types: Collection[EdgeType] | None = None,
         limit: int = NEIGHBOURS_LIMIT,
     ) -> dict[str, float]:
-        edge_filter, shared_entity, type_list = _traversal(types)
-        if max_hops < 1 or limit < 1 or not memory_ids or (edge_filter is None and not shared_entity):
+        follow = EdgeFilter.of(types)
+        if max_hops < 1 or limit < 1 or not memory_ids or follow.follows_nothing:
             return {}
-        statement = sql.neighbours_sql(max_hops, edge_filter, shared_entity)
-        params = {"seeds": json.dumps(list(memory_ids)), "types": type_list, "limit": limit}
+        statement = sql.neighbours_sql(max_hops, _edge_filter(follow), follow.shared_entity)
+        params = {"seeds": json.dumps(list(memory_ids)), "types": _type_list(follow), "limit": limit}
         return dict(await self._read(reads.traverse, scope, statement, params))
 
     async def graph_search(
@@ -262,11 +169,11 @@ class SqliteGraphStore(GraphStore):
         max_depth: int = 2,
         relationship_types: Collection[EdgeType] | None = None,
     ) -> list[GraphHit]:
-        edge_filter, shared_entity, type_list = _traversal(relationship_types)
-        if max_depth < 1 or (edge_filter is None and not shared_entity):
+        follow = EdgeFilter.of(relationship_types)
+        if max_depth < 1 or follow.follows_nothing:
             return []
-        statement = sql.graph_search_sql(max_depth, edge_filter, shared_entity)
-        params = {"seeds": json.dumps([start_id]), "types": type_list}
+        statement = sql.graph_search_sql(max_depth, _edge_filter(follow), follow.shared_entity)
+        params = {"seeds": json.dumps([start_id]), "types": _type_list(follow)}
         rows = await self._read(reads.graph_search, scope, statement, params)
         return [GraphHit(memory, depth, strength) for depth, strength, memory in rows]
 
@@ -277,8 +184,7 @@ class SqliteGraphStore(GraphStore):
         return await self._read(reads.entities, scope)
 
     async def usage(self, scope: Scope, *, after: str = "", limit: int = 1000) -> list[MemoryUsage]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
+        check_limit(limit)
         return await self._read(reads.usage, scope, after, limit)
 
     async def core_memories(self, scope: Scope) -> list[Memory]:
@@ -289,11 +195,10 @@ class SqliteGraphStore(GraphStore):
         return await self._read(reads.relationships, scope, wanted)
 
     async def embeddings(self, scope: Scope, memory_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-        wanted = None if memory_ids is None else list(dict.fromkeys(memory_ids))
+        wanted = None if memory_ids is None else unique(memory_ids)
         rows = await self._read(reads.embeddings, scope, None if wanted is None else json.dumps(wanted))
         if wanted is not None:
-            by_id = dict(rows)
-            rows = [(memory_id, by_id[memory_id]) for memory_id in wanted if memory_id in by_id]
+            rows = in_order_asked(rows, wanted, key=lambda row: row[0])
         return _matrix(rows)
 
     # --- portability and followers ---------------------------------------------------------------------------
@@ -316,8 +221,8 @@ class SqliteGraphStore(GraphStore):
 
     # --- plumbing --------------------------------------------------------------------------------------------
 
-    def _connection(self, name: str, *, in_background: bool = False) -> _Connection:
-        return _Connection(
+    def _connection(self, name: str, *, in_background: bool = False) -> Connection:
+        return Connection(
             self.path,
             name,
             synchronous_full=self._synchronous_full,
@@ -336,28 +241,18 @@ class SqliteGraphStore(GraphStore):
         return await self._reader.read(fn, *args)
 
 
-# --- argument checks (on the event loop, before any I/O) ---------------------------------------------------------
+# --- arguments, as the statements of memory.graph.sqlite.schema take them ------------------------------------------
 
 
-def _check_batch(batch: WriteBatch) -> None:
-    if batch.embeddings and len(batch.embeddings) != len(batch.memories):
-        raise ValueError(f"{len(batch.embeddings)} embeddings for {len(batch.memories)} memories")
-    scoped: Iterable[Memory | Entity | Relationship] = (*batch.memories, *batch.entities, *batch.relationships)
-    for item in scoped:
-        if item.scope != batch.scope:
-            raise ValueError(f"batch {batch.job_id} for {batch.scope} holds an object of {item.scope}")
-    for relationship in batch.relationships:
-        writes.check_edge_type(relationship.type)
+def _edge_filter(follow: EdgeFilter) -> str | None:
+    """``"all"`` (any type), ``"listed"`` (the types in ``:types``) or None (no memory-to-memory edges)."""
+    if follow.types is None:
+        return "all"
+    return "listed" if follow.types else None
 
 
-def _traversal(types: Collection[EdgeType] | None) -> tuple[str | None, bool, str]:
-    """(edge filter for :mod:`sqlite_schema`, whether SHARED_ENTITY hops count, the listed types as JSON)."""
-    if types is None:
-        return "all", True, "[]"
-    names = {str(edge_type) for edge_type in types}
-    shared_entity = SHARED_ENTITY in names
-    names.discard(SHARED_ENTITY)
-    return ("listed" if names else None), shared_entity, json.dumps(sorted(names))
+def _type_list(follow: EdgeFilter) -> str:
+    return json.dumps(list(follow.types or ()))
 
 
 def _matrix(rows: list[tuple[str, bytes]]) -> tuple[list[str], np.ndarray]:
@@ -368,15 +263,3 @@ def _matrix(rows: list[tuple[str, bytes]]) -> tuple[list[str], np.ndarray]:
         raise GraphStoreError("stored embeddings have different dimensions; re-embed before rebuilding the index")
     matrix = np.frombuffer(bytearray().join(vector for _, vector in rows), dtype=np.float32)
     return [memory_id for memory_id, _ in rows], matrix.reshape(len(rows), width // 4)
-
-
-def _encode_cursor(created_at: float, memory_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, memory_id]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, memory_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(created_at), str(memory_id)
-    except (binascii.Error, UnicodeError, TypeError, ValueError) as exc:
-        raise ValueError("invalid pagination cursor") from exc

@@ -3,7 +3,6 @@ no driver calls (they are checked without a server in tests/cypher)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,11 @@ from typing import Any
 import numpy as np
 
 from memory.graph.base import core_since
+from memory.graph.validation import embedding_vector
 from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope
+
+DEFAULT_ENTITY_TYPE = Entity.__dataclass_fields__["type"].default
+"""The type of an entity created by a mention (or stored without one)."""
 
 
 def scoped(scope: Scope, **parameters: Any) -> dict[str, Any]:
@@ -19,20 +22,8 @@ def scoped(scope: Scope, **parameters: Any) -> dict[str, Any]:
     return {"tenant": scope.tenant, "user": scope.user, **parameters}
 
 
-def check_scope(scope: Scope, *groups: Sequence[Memory | Entity | Relationship]) -> None:
-    for group in groups:
-        for item in group:
-            if item.scope != scope:
-                raise ValueError(f"a WriteBatch for {scope} holds an item of another scope")
-
-
 def memory_row(memory: Memory, embedding: np.ndarray | None) -> dict[str, Any]:
-    vector = None
-    if embedding is not None:
-        array = np.asarray(embedding, dtype=np.float32)
-        if array.ndim != 1 or array.size == 0:
-            raise ValueError(f"an embedding must be a non-empty vector, got shape {array.shape}")
-        vector = array.tolist()
+    vector = None if embedding is None else embedding_vector(embedding).tolist()
     properties = {
         "text": memory.text,
         "kind": memory.kind.value,
@@ -85,15 +76,3 @@ def entity_rows(entities: Sequence[Entity]) -> list[dict[str, Any]]:
 def relationship_from_row(scope: Scope, row: dict[str, Any]) -> Relationship:
     strength = 1.0 if row["strength"] is None else float(row["strength"])
     return Relationship(scope, row["source_id"], row["target_id"], RelationType(row["type"]), strength)
-
-
-def encode_cursor(last: Memory) -> str:
-    return base64.urlsafe_b64encode(json.dumps([last.created_at, last.id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, memory_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(created_at), str(memory_id)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid page cursor") from exc

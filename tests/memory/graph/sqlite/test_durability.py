@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from memory.graph.base import GraphStoreError, StoreUnavailable, WriteBatch
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, Scope
 
 SCOPE = Scope("crash", "user")
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 WRITER = """
 import asyncio, sys
 from memory.graph.base import WriteBatch
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite.store import SqliteGraphStore
 from memory.models import Memory, Scope
 
 async def main(path: str) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from memory.graph import sqlite_schema as sql
-from memory.graph.sqlite_store import SqliteGraphStore
+from memory.graph.sqlite import schema as sql
+from memory.graph.sqlite.store import SqliteGraphStore
 
 TABLES = r"(e|a|b|m|memories|edges|mentions|entities|embeddings)"
 WALK = re.compile(rf"^SCAN {TABLES}\b|^SEARCH {TABLES} .*\(scope_id=\?\)$")  # a scan, or a search by scope alone

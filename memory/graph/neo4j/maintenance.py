@@ -8,10 +8,10 @@ from typing import Any
 
 from neo4j import AsyncManagedTransaction
 
-from memory.graph import cypher
 from memory.graph.base import UNCHANGED, FieldUpdate, MemoryUsage, core_since, merge_patch
-from memory.graph.neo4j_records import metadata_from_text, metadata_text, scoped
-from memory.graph.neo4j_tx import append_changes, fetch_rows, run_and_consume, single_value
+from memory.graph.neo4j import cypher
+from memory.graph.neo4j.records import metadata_from_text, metadata_text, scoped
+from memory.graph.neo4j.tx import append_changes, fetch_rows, run_and_consume, single_value
 from memory.models import ChangeOp, Scope, now
 
 
@@ -60,7 +60,7 @@ async def usage(tx: AsyncManagedTransaction, scope: Scope, after: str, limit: in
 
 
 async def log_expired(tx: AsyncManagedTransaction, until: float) -> int:
-    """Across scopes, by contract: the watermark first, the change counter last (see :mod:`memory.graph.cypher`)."""
+    """Across scopes, by contract: the watermark first, the change counter last (see the cypher module)."""
     until = min(until, now())
     since = await single_value(tx, cypher.ADVANCE_EXPIRY_WATERMARK, {"until": until})
     if until <= since:

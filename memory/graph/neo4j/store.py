@@ -1,9 +1,11 @@
 """``Neo4jGraphStore``: the graph store on Neo4j 5+ through the official async driver.
 
-Storage code only. Every statement lives in :mod:`memory.graph.cypher` (the graph model and the change log's
+Storage code only. Every statement lives in :mod:`memory.graph.neo4j.cypher` (the graph model and the change log's
 concurrency design are described there); this module binds parameters, runs each operation in one explicit
 transaction (``execute_read`` / ``execute_write``, which retry transient failures), and turns records into models.
-Each session shares one bookmark manager, so a read sees every write this store made before it, on a cluster too.
+The transaction functions are in :mod:`~memory.graph.neo4j.writes`, :mod:`~memory.graph.neo4j.traversal` and
+:mod:`~memory.graph.neo4j.maintenance`. Each session shares one bookmark manager, so a read sees every write this
+store made before it, on a cluster too.
 
 Driver failures surface as the interface's errors, with ``raise … from``: unreachable, expired, read-only or
 not-the-leader → :class:`StoreUnavailable` (retry later); anything else from the driver → :class:`GraphStoreError`.
@@ -14,15 +16,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, AsyncSession
+from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncSession
 from neo4j import exceptions as neo4j_errors
 
-from memory.graph import cypher, export_format
-from memory.graph import neo4j_maintenance as maintenance
-from memory.graph import neo4j_traversal as traversal
 from memory.graph.base import (
     NEIGHBOURS_LIMIT,
     EdgeType,
@@ -30,27 +30,21 @@ from memory.graph.base import (
     GraphStore,
     GraphStoreError,
     MemoryUsage,
-    NotFound,
     StoreUnavailable,
     WriteBatch,
 )
-from memory.graph.neo4j_records import (
-    check_scope,
-    decode_cursor,
-    encode_cursor,
-    entity_rows,
-    memory_row,
-    relationship_from_row,
-    scoped,
-)
-from memory.graph.neo4j_traversal import MEMORY_EDGE_TYPES, Walk
-from memory.graph.neo4j_tx import append_changes, fetch_rows, read_memories, run, run_and_consume, single_value
-from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, RelationType, Relationship, Scope, now
+from memory.graph.export_format import UserGraph
+from memory.graph.neo4j import cypher, maintenance, traversal, writes
+from memory.graph.neo4j.config import Neo4jGraphConfig
+from memory.graph.neo4j.records import DEFAULT_ENTITY_TYPE, entity_rows, relationship_from_row, scoped
+from memory.graph.neo4j.traversal import MEMORY_EDGE_TYPES, Walk
+from memory.graph.neo4j.tx import fetch_rows, read_memories, run, run_and_consume, single_value
+from memory.graph.paging import check_limit, decode_cursor, in_order_asked, newest_first_page, unique
+from memory.graph.validation import check_batch, check_edge_type, check_relationships
+from memory.models import Change, ChangeOp, Entity, GraphHit, Memory, Page, Relationship, Scope, now
 
 T = TypeVar("T")
 
-DELETE_BATCH = 5_000
-"""Nodes removed per transaction by :meth:`Neo4jGraphStore.delete_user`."""
 IMPORT_BATCH = 1_000
 """Memories written per transaction by :meth:`Neo4jGraphStore.import_user`."""
 
@@ -63,7 +57,6 @@ _UNAVAILABLE = (
     neo4j_errors.NotALeader,
     neo4j_errors.TransientError,  # still failing after the driver's own retries
 )
-_DEFAULT_ENTITY_TYPE = Entity.__dataclass_fields__["type"].default
 
 
 class Neo4jGraphStore(GraphStore):
@@ -73,6 +66,12 @@ class Neo4jGraphStore(GraphStore):
         self._database = database
         self._driver: AsyncDriver | None = None
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+
+    @classmethod
+    def from_config(cls, config: Neo4jGraphConfig, data_dir: Path) -> Neo4jGraphStore:
+        """``data_dir`` is not used: everything lives on the server."""
+        password = config.password.get_secret_value() if config.password else ""
+        return cls(config.uri, config.user, password, database=config.database)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -112,25 +111,22 @@ class Neo4jGraphStore(GraphStore):
     # --- writes ----------------------------------------------------------------------------------------------
 
     async def commit(self, batch: WriteBatch) -> bool:
-        if batch.embeddings and len(batch.embeddings) != len(batch.memories):
-            raise ValueError(f"{len(batch.embeddings)} embeddings for {len(batch.memories)} memories")
-        check_scope(batch.scope, batch.memories, batch.entities, batch.relationships)
-        return await self._write(_commit, batch, uuid.uuid4().hex)
+        check_batch(batch)
+        return await self._write(writes.commit, batch, uuid.uuid4().hex)
 
     async def upsert_memory(self, memory: Memory, embedding: np.ndarray | None = None) -> None:
         batch = WriteBatch(job_id="", scope=memory.scope, memories=[memory], embeddings=[embedding])
-        await self._write(_apply, batch)
+        await self._write(writes.apply, batch)
 
     async def upsert_entity(self, entity: Entity) -> None:
-        await self._write(
-            run_and_consume, cypher.UPSERT_ENTITIES, scoped(entity.scope, entities=entity_rows([entity]))
-        )
+        await self._write(run_and_consume, cypher.UPSERT_ENTITIES, scoped(entity.scope, entities=entity_rows([entity])))
 
     async def add_relationship(self, relationship: Relationship) -> None:
-        await self._write(_merge_edges, relationship.scope, [relationship])
+        check_edge_type(relationship.type)
+        await self._write(writes.merge_edges, relationship.scope, [relationship])
 
     async def record_use(self, scope: Scope, memory_ids: Sequence[str], at: float) -> None:
-        ids = list(dict.fromkeys(memory_ids))
+        ids = unique(memory_ids)
         if ids:
             await self._write(run_and_consume, cypher.RECORD_USE, scoped(scope, ids=ids, at=at))
 
@@ -145,14 +141,14 @@ class Neo4jGraphStore(GraphStore):
         return await self._write(maintenance.log_expired, until)
 
     async def delete_memory(self, scope: Scope, memory_id: str) -> bool:
-        return await self._write(_delete_memory, scope, memory_id)
+        return await self._write(writes.delete_memory, scope, memory_id)
 
     async def delete_user(self, scope: Scope) -> int:
         removed = 0
-        while batch := await self._write(_delete_user_memories, scope):
+        while batch := await self._write(writes.delete_user_memories, scope):
             removed += batch
         for statement in (cypher.DELETE_USER_ENTITIES, cypher.DELETE_USER_JOBS):
-            while await self._write(single_value, statement, scoped(scope, batch_size=DELETE_BATCH)):
+            while await self._write(single_value, statement, scoped(scope, batch_size=writes.DELETE_BATCH)):
                 pass
         return removed
 
@@ -166,17 +162,15 @@ class Neo4jGraphStore(GraphStore):
         if not memory_ids:
             return []
         found = await self._read(read_memories, scope, cypher.GET_MEMORIES, {"ids": list(memory_ids)})
-        by_id = {m.id: m for m in found}
-        return [by_id[i] for i in memory_ids if i in by_id]
+        return in_order_asked(found, memory_ids, key=lambda memory: memory.id)
 
     async def list_memories(
         self, scope: Scope, *, limit: int = 100, cursor: str | None = None, include_inactive: bool = False
     ) -> Page[Memory]:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        check_limit(limit)
         if cursor is None:
             first = {"include_inactive": include_inactive, "now": now(), "limit": limit + 1}
-            items = await self._read(read_memories, scope, cypher.LIST_MEMORIES, first)
+            fetched = await self._read(read_memories, scope, cypher.LIST_MEMORIES, first)
         else:
             created_at, last_id = decode_cursor(cursor)
             after = {
@@ -186,11 +180,8 @@ class Neo4jGraphStore(GraphStore):
                 "created_at": created_at,
                 "id": last_id,
             }
-            items = await self._read(read_memories, scope, cypher.LIST_MEMORIES_AFTER, after)
-        if len(items) <= limit:
-            return Page(items, None)
-        items = items[:limit]
-        return Page(items, encode_cursor(items[-1]))
+            fetched = await self._read(read_memories, scope, cypher.LIST_MEMORIES_AFTER, after)
+        return newest_first_page(fetched, limit)
 
     async def count_memories(self, scope: Scope, *, include_inactive: bool = False) -> int:
         params = scoped(scope, include_inactive=include_inactive, now=now())
@@ -223,15 +214,14 @@ class Neo4jGraphStore(GraphStore):
         return await self._read(traversal.graph_search, Walk.over(scope, relationship_types), start_id, max_depth)
 
     async def history(self, scope: Scope, memory_id: str) -> list[Memory]:
-        return await self._read(_history, scope, memory_id)
+        return await self._read(traversal.history, scope, memory_id)
 
     async def entities(self, scope: Scope) -> list[Entity]:
         rows = await self._read(fetch_rows, cypher.ENTITIES, scoped(scope))
-        return [Entity(scope, r["name"], r["type"] or _DEFAULT_ENTITY_TYPE, r["display_name"]) for r in rows]
+        return [Entity(scope, r["name"], r["type"] or DEFAULT_ENTITY_TYPE, r["display_name"]) for r in rows]
 
     async def usage(self, scope: Scope, *, after: str = "", limit: int = 1000) -> list[MemoryUsage]:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        check_limit(limit)
         return await self._read(maintenance.usage, scope, after, limit)
 
     async def core_memories(self, scope: Scope) -> list[Memory]:
@@ -243,7 +233,7 @@ class Neo4jGraphStore(GraphStore):
         elif not memory_ids:
             return []
         else:
-            params = scoped(scope, ids=list(dict.fromkeys(memory_ids)), types=list(MEMORY_EDGE_TYPES))
+            params = scoped(scope, ids=unique(memory_ids), types=list(MEMORY_EDGE_TYPES))
             rows = await self._read(fetch_rows, cypher.RELATIONSHIPS_TOUCHING, params)
         return [relationship_from_row(scope, row) for row in rows]
 
@@ -251,10 +241,9 @@ class Neo4jGraphStore(GraphStore):
         if memory_ids is None:
             rows = await self._read(fetch_rows, cypher.EMBEDDINGS, scoped(scope, now=now()))
         else:
-            wanted = list(dict.fromkeys(memory_ids))
+            wanted = unique(memory_ids)
             found = await self._read(fetch_rows, cypher.EMBEDDINGS_OF, scoped(scope, ids=wanted, now=now()))
-            by_id = {row["id"]: row for row in found}
-            rows = [by_id[i] for i in wanted if i in by_id]
+            rows = in_order_asked(found, wanted, key=lambda row: row["id"])
         if not rows:
             return [], np.empty((0, 0), dtype=np.float32)
         return [row["id"] for row in rows], np.asarray([row["embedding"] for row in rows], dtype=np.float32)
@@ -263,21 +252,17 @@ class Neo4jGraphStore(GraphStore):
 
     async def export_user(self, scope: Scope) -> dict[str, Any]:
         memories = await self._read(read_memories, scope, cypher.EXPORT_MEMORIES, {})
-        return {
-            "memories": [export_format.export_memory(m) for m in memories],
-            "entities": [export_format.export_entity(e) for e in await self.entities(scope)],
-            "relationships": [export_format.export_relationship(r) for r in await self.relationships(scope)],
-        }
+        return UserGraph(memories, await self.entities(scope), await self.relationships(scope)).export()
 
     async def import_user(self, scope: Scope, data: dict[str, Any]) -> int:
-        memories = [export_format.import_memory(scope, item) for item in data.get("memories", [])]
-        entities = [export_format.import_entity(scope, item) for item in data.get("entities", [])]
-        relationships = [export_format.import_relationship(scope, item) for item in data.get("relationships", [])]
+        graph = UserGraph.parse(scope, data)
+        check_relationships(graph.relationships)
+        memories, relationships = graph.memories, graph.relationships
         for start in range(0, max(len(memories), 1), IMPORT_BATCH):
             chunk = memories[start : start + IMPORT_BATCH]
-            await self._write(_apply, WriteBatch("", scope, chunk, entities=entities if start == 0 else []))
+            await self._write(writes.apply, WriteBatch("", scope, chunk, entities=graph.entities if start == 0 else []))
         for start in range(0, len(relationships), IMPORT_BATCH):
-            await self._write(_merge_edges, scope, relationships[start : start + IMPORT_BATCH])
+            await self._write(writes.merge_edges, scope, relationships[start : start + IMPORT_BATCH])
         return len(memories)
 
     async def changes_since(self, seq: int, *, limit: int = 1000) -> list[Change]:
@@ -289,74 +274,3 @@ class Neo4jGraphStore(GraphStore):
 
     async def scopes(self) -> list[Scope]:
         return [Scope(r["tenant"], r["user"]) for r in await self._read(fetch_rows, cypher.SCOPES, {})]
-
-
-# --- transaction functions (each runs inside execute_read / execute_write, and may be retried whole) ---------------
-
-
-async def _commit(tx: AsyncManagedTransaction, batch: WriteBatch, claim: str) -> bool:
-    params = scoped(batch.scope, job_id=batch.job_id, now=now(), claim=claim)
-    if not await single_value(tx, cypher.CLAIM_JOB, params):
-        return False
-    await _apply(tx, batch)
-    return True
-
-
-async def _apply(tx: AsyncManagedTransaction, batch: WriteBatch) -> None:
-    """Everything of a batch but its job id, ending with its change-log entries."""
-    scope = batch.scope
-    if batch.entities:
-        await run_and_consume(tx, cypher.UPSERT_ENTITIES, scoped(scope, entities=entity_rows(batch.entities)))
-    changed: dict[str, None] = {}
-    if batch.memories:
-        embeddings = list(batch.embeddings) + [None] * (len(batch.memories) - len(batch.embeddings))
-        rows = [memory_row(m, e) for m, e in zip(batch.memories, embeddings, strict=True)]
-        ids = [m.id for m in batch.memories]
-        mentions = [{"id": m.id, "name": name} for m in batch.memories for name in dict.fromkeys(m.entities)]
-        await run_and_consume(tx, cypher.UPSERT_MEMORIES, scoped(scope, memories=rows))
-        await run_and_consume(tx, cypher.CLEAR_MENTIONS, scoped(scope, ids=ids))
-        if mentions:
-            await run_and_consume(
-                tx, cypher.ADD_MENTIONS, scoped(scope, mentions=mentions, default_type=_DEFAULT_ENTITY_TYPE)
-            )
-        changed.update(dict.fromkeys(ids))
-    if batch.relationships:
-        await _merge_edges(tx, scope, batch.relationships)
-    if batch.supersessions:
-        pairs = [{"old_id": old, "new_id": new} for old, new in batch.supersessions]
-        if await single_value(tx, cypher.SUPERSEDE, scoped(scope, pairs=pairs)) < len(pairs):
-            raise NotFound("a superseded or superseding memory does not exist in this scope")
-        changed.update(dict.fromkeys(old for old, _ in batch.supersessions))
-    await append_changes(tx, scope, ChangeOp.UPSERT, list(changed))
-
-
-async def _merge_edges(tx: AsyncManagedTransaction, scope: Scope, relationships: Sequence[Relationship]) -> None:
-    by_type: dict[RelationType, list[dict[str, Any]]] = {}
-    for r in relationships:
-        row = {"source_id": r.source_id, "target_id": r.target_id, "strength": float(r.strength)}
-        by_type.setdefault(RelationType(r.type), []).append(row)
-    for rel_type, rows in by_type.items():
-        if await single_value(tx, cypher.MERGE_EDGES[rel_type], scoped(scope, edges=rows)) < len(rows):
-            raise NotFound(f"a {rel_type.value} edge names a memory that does not exist in this scope")
-
-
-async def _delete_memory(tx: AsyncManagedTransaction, scope: Scope, memory_id: str) -> bool:
-    if not await single_value(tx, cypher.DELETE_MEMORY, scoped(scope, id=memory_id)):
-        return False
-    await append_changes(tx, scope, ChangeOp.DELETE, [memory_id])
-    return True
-
-
-async def _delete_user_memories(tx: AsyncManagedTransaction, scope: Scope) -> int:
-    ids = await single_value(tx, cypher.DELETE_USER_MEMORIES, scoped(scope, batch_size=DELETE_BATCH))
-    await append_changes(tx, scope, ChangeOp.DELETE, ids)
-    return len(ids)
-
-
-async def _history(tx: AsyncManagedTransaction, scope: Scope, memory_id: str) -> list[Memory]:
-    current = await read_memories(tx, scope, cypher.GET_MEMORIES, {"ids": [memory_id]})
-    if not current:
-        return []
-    older = await read_memories(tx, scope, cypher.HISTORY_OLDER, {"id": memory_id})
-    newer = await read_memories(tx, scope, cypher.HISTORY_NEWER, {"id": memory_id})
-    return [*older, *current, *newer]

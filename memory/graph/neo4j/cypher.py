@@ -1,4 +1,4 @@
-"""Every Cypher statement :class:`memory.graph.neo4j_store.Neo4jGraphStore` sends, in one place.
+"""Every Cypher statement :class:`memory.graph.neo4j.store.Neo4jGraphStore` sends, in one place.
 
 Each statement is a module-level constant, parameterised only: user data always travels as ``$parameters``, never in
 the text. Relationship types cannot be parameters, so writes have one fixed statement per type (:data:`MERGE_EDGES`)

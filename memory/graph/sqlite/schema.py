@@ -1,4 +1,4 @@
-"""SQL of the embedded store (:mod:`memory.graph.sqlite_store`): the schema and the traversal statements.
+"""SQL of the embedded store (:mod:`memory.graph.sqlite.store`): the schema and the traversal statements.
 
 Every table leads its keys with the integer ``scope_id`` (one row per (tenant, user) in ``scopes``). Memories and
 entities get integer surrogate keys (``mid``, ``eid``) so edges and mentions stay small, and the composite foreign

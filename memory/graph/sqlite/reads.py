@@ -1,4 +1,4 @@
-"""Reads of the embedded store (:mod:`memory.graph.sqlite_store`): functions of a connection, run in its worker thread
+"""Reads of the embedded store (:mod:`memory.graph.sqlite.store`): functions of a connection, run in its worker thread
 inside one read transaction, so each call sees one consistent snapshot."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from memory.graph import sqlite_schema as sql
 from memory.graph.base import MemoryUsage
-from memory.graph.export_format import edge_type, export_entity, export_memory, export_relationship
+from memory.graph.export_format import UserGraph, edge_type
+from memory.graph.sqlite import schema as sql
 from memory.models import Entity, Memory, MemoryKind, Relationship, Scope
 
 HISTORY_LIMIT = 10_000
@@ -191,15 +191,12 @@ def embeddings(conn: sqlite3.Connection, scope: Scope, ids: str | None) -> list[
 def export_user(conn: sqlite3.Connection, scope: Scope) -> dict[str, Any]:
     scope_id = find_scope(conn, scope)
     if scope_id is None:
-        return {"memories": [], "entities": [], "relationships": []}
+        return UserGraph([], [], []).export()
     rows = conn.execute(
         f"SELECT {sql.MEMORY_COLUMNS} FROM memories AS m WHERE m.scope_id = ? ORDER BY m.created_at, m.id", (scope_id,)
     ).fetchall()
-    return {
-        "memories": [export_memory(memory) for memory in _memories(conn, scope, scope_id, rows)],
-        "entities": [export_entity(entity) for entity in entities(conn, scope)],
-        "relationships": [export_relationship(edge) for edge in relationships(conn, scope, None)],
-    }
+    memories = _memories(conn, scope, scope_id, rows)
+    return UserGraph(memories, entities(conn, scope), relationships(conn, scope, None)).export()
 
 
 def changes_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[tuple[int, str, str, str, str]]:
