@@ -76,7 +76,7 @@ def create_app(
         loader = adapter_router.loader
         metrics.add_counters(
             "memproxy_adapter_loader", "Adapter loads and unloads (LRU evictions, erasures) sent to vLLM.", "event",
-            lambda: {"load": getattr(loader, "loads", 0), "unload": getattr(loader, "unloads", 0)},
+            lambda: {"load": loader.loads, "unload": loader.unloads},
         )
     prefill = PrefillRunner(
         settings.prefill_max_in_flight,
@@ -151,8 +151,7 @@ def create_app(
 
 
 def _extraction_stats(gateway: MemoryGateway) -> dict[str, int] | None:
-    stats = getattr(getattr(gateway.engine, "extractor", None), "stats", None)
-    return stats.snapshot() if stats is not None else None
+    return gateway.engine.extractor.stats() if gateway.engine is not None else None
 
 
 def key_records(settings: Settings) -> list[KeyRecord]:

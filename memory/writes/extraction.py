@@ -85,13 +85,29 @@ class Extraction:
 
 
 class Extractor(ABC):
+    """Every implementation runs the contract suite in tests/memory/writes/test_extractor_contract.py."""
+
     @abstractmethod
     async def extract(self, job: WriteJob) -> Extraction:
         """The memories a job should leave (possibly none). Raises ValueError for a malformed job; the pipeline
-        then fails it (retried with backoff, finally dead-lettered)."""
+        then fails it (retried with backoff, finally dead-lettered).
+
+        A ``"memory"`` job is the user's own words: one memory with its text (stripped), kind, importance, event
+        time, source ids and metadata (the slot it states added; none for a blank text), and no model is asked.
+        An ``"exchange"`` job keeps its newest user turn and the answer, unless blank, each with its message id
+        in the provenance of a memory; every memory's provenance is within the exchange (its message ids, or ids
+        made from the job id where a message has none); system prompts leave nothing. An extractor that asks a
+        model adds nothing random of its own (the same job with the same answers gives an equal extraction), and
+        where the model gives no usable answer it falls back to what :class:`DeterministicExtractor` extracts."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Outcome counts since start, by outcome, in a new dict (the proxy exports them as a metric). An extractor
+        that asks a model counts each job it asks about once: under ``"ok"``, or under a ``"fallback_…"`` outcome
+        saying why it fell back. One that asks no model may report nothing."""
 
     async def close(self) -> None:
-        """Release what the extractor holds (an HTTP client, say); nothing by default."""
+        """Release what the extractor holds (an HTTP client, say); nothing by default. Safe to call twice."""
 
 
 class DeterministicExtractor(Extractor):
@@ -102,6 +118,10 @@ class DeterministicExtractor(Extractor):
     slot carries it (:func:`memory.writes.slots.with_slot`). For a ``"memory"`` job, the given text becomes one
     memory with the given fields (and its slot, if it states exactly one). Empty turns leave
     nothing; system and developer prompts are never memories. Importance: :func:`episode_importance`."""
+
+    def stats(self) -> dict[str, int]:
+        """Nothing to count: no model is asked, and a job either extracts or is malformed (ValueError)."""
+        return {}
 
     async def extract(self, job: WriteJob) -> Extraction:
         if _payload_chars(job.payload) > _OFF_LOOP_CHARS:

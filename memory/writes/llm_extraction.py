@@ -147,7 +147,10 @@ class LLMExtractor(Extractor):
         self._timeout = httpx.Timeout(timeout_s)
         self._fallback = fallback or DeterministicExtractor()
         self._owns_client = owns_client
-        self.stats = ExtractionStats()
+        self._outcomes = ExtractionStats()
+
+    def stats(self) -> dict[str, int]:
+        return self._outcomes.snapshot()
 
     async def close(self) -> None:
         if self._owns_client:
@@ -160,14 +163,14 @@ class LLMExtractor(Extractor):
         try:
             sheet = await self._ask(job)
         except _Invalid as exc:
-            self.stats.fallback_invalid += 1
+            self._outcomes.fallback_invalid += 1
             logger.warning("LLM extraction of job %s unusable, episodes only: %s", job.job_id, exc)
             return episodes
         except (httpx.HTTPError, OSError) as exc:
-            self.stats.fallback_error += 1
+            self._outcomes.fallback_error += 1
             logger.warning("LLM extraction of job %s failed, episodes only: %s", job.job_id, type(exc).__name__)
             return episodes
-        self.stats.ok += 1
+        self._outcomes.ok += 1
         return _combine(episodes, sheet, _source_ids(job), job)
 
     async def _ask(self, job: WriteJob) -> FactSheet:
