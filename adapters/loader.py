@@ -59,22 +59,34 @@ class LoadedAdapter:
 
 
 class AdapterLoader(Protocol):
-    """Makes an adapter version servable and says which ``model`` name selects it."""
+    """Makes an adapter version servable and says which ``model`` name selects it. Every implementation runs the
+    contract suite in tests/adapters/test_loader_contract.py."""
 
-    def model_name(self, adapter: AdapterVersion) -> str: ...
+    loads: int
+    """Loads made since start: one each time :meth:`ensure_loaded` found the adapter not loaded (a new version
+    loaded in place included); a loader whose server loads adapters on its own makes none."""
+    unloads: int
+    """Adapters the server dropped at this loader's request since start (LRU evictions, :meth:`unload`); asking
+    to drop a name the server does not hold counts nothing, and a loader that makes no loads asks for no drops."""
+
+    def model_name(self, adapter: AdapterVersion) -> str:
+        """The ``model`` a chat names to be served by ``adapter``: the same for the same version, loaded or not,
+        from any loader of the kind."""
 
     def is_loaded(self, adapter: AdapterVersion) -> bool:
         """Fast path (no I/O): already servable; also marks it used (LRU)."""
 
     async def ensure_loaded(self, adapter: AdapterVersion) -> None:
-        """Raises :class:`AdapterLoadError`."""
+        """Afterwards :meth:`is_loaded` is true. Concurrent calls for one adapter load it once. Raises
+        :class:`AdapterLoadError`."""
 
     def forget(self, name: str) -> None:
-        """The server lost ``name`` (restart): the next :meth:`ensure_loaded` loads it again."""
+        """The server lost the adapter named ``name`` (:attr:`AdapterVersion.name`; a restart): the next
+        :meth:`ensure_loaded` does what a first one does."""
 
     async def unload(self, name: str) -> None:
-        """Make the server drop ``name`` (the user was erased); not loaded there is fine. Raises
-        :class:`AdapterLoadError`."""
+        """Make the server drop ``name`` (a :meth:`model_name`; the user was erased); not loaded there is fine,
+        and the next :meth:`ensure_loaded` does what a first one does. Raises :class:`AdapterLoadError`."""
 
 
 class VllmAdapterLoader:
@@ -187,6 +199,12 @@ class ResolverAdapterLoader:
     own name (the resolver caches by name), so nothing is loaded in place and nothing needs loading from here.
     vLLM's ``--max-cpu-loras`` bounds what it keeps. The adapter's ``base_model_name_or_path`` must equal vLLM's
     ``--model`` (the trainer writes the base model's path, which is what the local script serves)."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+        """Always 0: vLLM loads each version itself, on the first request naming it."""
+        self.unloads = 0
+        """Always 0: nothing to ask vLLM to drop (see :meth:`unload`)."""
 
     def model_name(self, adapter: AdapterVersion) -> str:
         return adapter.versioned_name

@@ -183,10 +183,10 @@ async def measure_reload(
     others: list[float] = []
     for _ in range(3):
         for scope in fillers:  # other users' searches push the big partition out of RAM
-            if not _is_resident(engine, big):
+            if not engine.vectors.is_resident(big):
                 break
             await engine.vectors.search(scope, pool[rng.randrange(len(pool))], 1)
-        if _is_resident(engine, big):
+        if engine.vectors.is_resident(big):
             return None  # the budget holds everything: nothing to read back
         await engine.recaller.recall(small, QUERIES[0], preset)
         stop = asyncio.Event()
@@ -213,11 +213,6 @@ async def measure_reload(
         "others_max_ms": round(others[-1], 1),
         "others_recalls": len(others),
     }
-
-
-def _is_resident(engine: MemoryEngine, scope: Scope) -> bool:
-    """Whether the scope's partition is in RAM (a benchmark's look inside the FAISS index; other indexes: yes)."""
-    return scope in getattr(engine.vectors, "_resident", (scope,))
 
 
 async def bulk_load(

@@ -20,7 +20,6 @@ from collections import defaultdict
 from memory.graph.base import GraphStore
 from memory.models import Change, ChangeOp, Scope
 from memory.vectors.base import VectorIndex
-from memory.vectors.faiss_index import FaissVectorIndex
 
 
 async def sync_index(index: VectorIndex, store: GraphStore, *, batch: int = 1000) -> int:
@@ -37,7 +36,7 @@ async def sync_index(index: VectorIndex, store: GraphStore, *, batch: int = 1000
             return applied
 
 
-async def rebuild_index(index: FaissVectorIndex, store: GraphStore) -> int:
+async def rebuild_index(index: VectorIndex, store: GraphStore) -> int:
     """Drop every partition and reload every scope's active embeddings from the store; returns vectors loaded.
 
     The store's seq is read first: writes that land during the rebuild are applied (again, harmlessly) by the

@@ -1,10 +1,10 @@
 """The vLLM adapter loader and the router, against :class:`FakeVllm` (an ``httpx.MockTransport`` speaking vLLM's
-LoRA API with its status codes) so concurrency, LRU order and each error can be pinned down. The same behaviour
-against the real vLLM is in tests/integration/test_adapters.py."""
+LoRA API with its status codes) so the requests sent, LRU order and each error can be pinned down. The same
+behaviour against the real vLLM is in tests/integration/test_adapters.py; what every loader must do is in
+test_loader_contract.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -76,15 +76,6 @@ async def test_least_recently_used_is_unloaded_and_reloaded_on_demand(vllm, clie
     await loader.ensure_loaded(b)
     assert set(vllm.loaded) == {c.name, b.name}
     assert vllm.count(UNLOAD_PATH) == 2 and vllm.count(LOAD_PATH) == 4
-
-
-async def test_concurrent_first_requests_load_once(registry, tmp_path) -> None:
-    slow = FakeVllm(delay_s=0.05)
-    adapter = await publish(registry, Scope("t", "a"), tmp_path)
-    async with httpx.AsyncClient(transport=slow.transport()) as client:
-        loader = loader_for(client)
-        await asyncio.gather(*(loader.ensure_loaded(adapter) for _ in range(20)))
-    assert slow.count(LOAD_PATH) == 1
 
 
 async def test_already_loaded_elsewhere_is_reloaded_in_place(vllm, client, registry, tmp_path) -> None:

@@ -50,7 +50,7 @@ async def test_real_model_gives_valid_facts_or_falls_back(vllm: VllmServer) -> N
                 assert fact.metadata["extractor"] == "llm"
             facts = [m.text for m in result.memories[len(episodes) :]]
             print(f"exchange {number}: {len(facts)} fact(s): {facts}")
-    stats = extractor.stats.snapshot()
+    stats = extractor.stats()
     print(f"outcomes: {stats}")
     assert sum(stats.values()) == len(EXCHANGES)
     assert stats["fallback_error"] == 0  # the server answered every request

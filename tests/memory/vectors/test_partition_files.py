@@ -89,16 +89,16 @@ async def test_a_copy_read_before_the_scope_came_and_went_is_not_adopted(tmp_pat
     index, vectors = await _two_scopes(tmp_path / "vectors")
     new = unit_vectors(1, seed=9)
     try:
-        ticket = await index._run(index._load_ticket, ALICE)
+        ticket = await index._run(index._table.load_ticket, ALICE)
         assert ticket is not None
         stale = await index._files.read_beside(ALICE)
         await index.add(ALICE, ["new"], new)
         await index.search(BOB, vectors[3], 1)  # ALICE evicted: written out
-        await index._run(index._leaving.wait_all)
+        await index._run(index._table.leaving.wait_all)
         await index.search(BOB, vectors[4], 1)  # ... and let go of
-        assert ALICE not in index._leaving and ALICE not in index._resident
+        assert ALICE not in index._table.leaving and not index.is_resident(ALICE)
 
-        await index._run(index._adopt, ALICE, stale, ticket)
+        await index._run(index._table.adopt, ALICE, stale, ticket)
 
         assert (await index.search(ALICE, new[0], 1))[0][0] == "new"
     finally:
@@ -201,9 +201,9 @@ def test_a_partition_file_gives_back_its_ids_removed_labels_included(tmp_path: P
 
 async def test_partitions_waiting_to_be_written_are_bounded(tmp_path: Path, monkeypatch) -> None:
     """Evicted partitions still being written hold RAM; past the bound (here 0 bytes) eviction waits for them."""
-    from memory.vectors import faiss_index
+    from memory.vectors import partition_table
 
-    monkeypatch.setattr(faiss_index, "LEAVING_FLOOR", 0)
+    monkeypatch.setattr(partition_table, "LEAVING_FLOOR", 0)
     index, vectors = await _two_scopes(tmp_path / "vectors")
     written: list[Scope] = []
     _slow(monkeypatch, index, "write_partition", written)
@@ -212,6 +212,6 @@ async def test_partitions_waiting_to_be_written_are_bounded(tmp_path: Path, monk
         started = time.perf_counter()
         await index.search(ALICE, vectors[5], 1)  # evicts BOB, and with nothing allowed in flight, waits
         assert written == [BOB] and time.perf_counter() - started >= SLOW * 0.9
-        assert not index._leaving
+        assert not index._table.leaving
     finally:
         await index.close()

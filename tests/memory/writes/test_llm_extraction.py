@@ -1,7 +1,8 @@
 """LLMExtractor against scripted model answers (httpx.MockTransport): a valid fact sheet, invalid JSON, a schema
-violation, an empty sheet, a 500, a timeout. The model is mocked here because these are the failure shapes a real
-small model produces only by chance; the real model (vLLM CPU with SmolLM2) is exercised in
-tests/integration/test_llm_extraction.py."""
+violation, an empty sheet, a 500, a timeout, and the outcome each is counted as. The model is mocked here because
+these are the failure shapes a real small model produces only by chance; the real model (vLLM CPU with SmolLM2) is
+exercised in tests/integration/test_llm_extraction.py. What every extractor must do is in
+test_extractor_contract.py."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ async def test_valid_facts_are_added_on_top_of_the_episodes() -> None:
     assert facts[1].event_time == 1_699_920_000.0 and facts[0].event_time is None
     offset = len(episodes.memories)
     assert (offset, offset + 1, RelationType.RELATED_TO) in {(r.source, r.target, r.type) for r in result.relations}
-    assert extractor.stats.snapshot() == {"ok": 1, "fallback_invalid": 0, "fallback_error": 0}
+    assert extractor.stats() == {"ok": 1, "fallback_invalid": 0, "fallback_error": 0}
 
     (request,) = seen
     assert str(request.url) == f"{BASE_URL}/chat/completions"
@@ -101,6 +102,14 @@ def answering(content: str, status: int = 200) -> Callable[[httpx.Request], http
     return lambda request: httpx.Response(status, json=completion(content))
 
 
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+def time_out(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out", request=request)
+
+
 BAD_RELATION = {**SHEET, "relations": [{"source": 0, "target": 7, "type": "LEADS_TO"}]}
 
 
@@ -113,8 +122,10 @@ BAD_RELATION = {**SHEET, "relations": [{"source": 0, "target": 7, "type": "LEADS
         (answering(json.dumps({"facts": [], "relations": []})), "fallback_invalid"),  # nothing extracted
         (lambda r: httpx.Response(500, json={"error": {"message": "boom"}}), "fallback_error"),
         (lambda r: httpx.Response(200, text="<html>gateway</html>"), "fallback_error"),  # not a chat completion
+        (refuse, "fallback_error"),
+        (time_out, "fallback_error"),
     ],
-    ids=["invalid-json", "bad-kind", "bad-importance", "empty", "http-500", "not-a-completion"],
+    ids=["invalid-json", "bad-kind", "bad-importance", "empty", "http-500", "not-a-completion", "refused", "timeout"],
 )
 async def test_unusable_answers_fall_back_to_the_episodes(
     answer: Callable[[httpx.Request], httpx.Response], outcome: str
@@ -123,7 +134,7 @@ async def test_unusable_answers_fall_back_to_the_episodes(
     job = exchange()
     result = await extractor.extract(job)
     assert result == DeterministicExtractor().extract_now(job)
-    assert extractor.stats.snapshot()[outcome] == 1 and extractor.stats.ok == 0
+    assert extractor.stats()[outcome] == 1 and extractor.stats()["ok"] == 0
 
 
 async def test_relations_to_facts_that_do_not_exist_are_dropped_and_the_facts_kept() -> None:
@@ -131,28 +142,7 @@ async def test_relations_to_facts_that_do_not_exist_are_dropped_and_the_facts_ke
     result = await extractor.extract(exchange())
     assert [m.text for m in result.memories][-2:] == ["My dog is called Pochi.", "I live in Sapporo."]
     assert all(r.type == RelationType.LEADS_TO and r.target == r.source + 1 for r in result.relations)  # episodes'
-    assert extractor.stats.ok == 1
-
-
-async def test_timeouts_and_refused_connections_fall_back() -> None:
-    def slow(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    def refused(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    for answer in (slow, refused):
-        extractor = extractor_answering(answer, [])
-        result = await extractor.extract(exchange())
-        assert [m.text for m in result.memories][:2] == ["User: My dog is called Pochi", "User: I live in Sapporo."]
-        assert extractor.stats.fallback_error == 1
-
-
-async def test_explicit_memories_never_reach_the_model() -> None:
-    seen: list[httpx.Request] = []
-    extractor = extractor_answering(lambda r: httpx.Response(500), seen)
-    result = await extractor.extract(WriteJob.for_memory(Scope("acme", "alice"), "I live in Sapporo"))
-    assert [m.text for m in result.memories] == ["I live in Sapporo"] and seen == []
+    assert extractor.stats()["ok"] == 1
 
 
 async def test_the_factory_builds_the_configured_extractor(tmp_path: Any) -> None:
