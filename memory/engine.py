@@ -115,6 +115,7 @@ class MemoryEngine(MemoryReader):
         await self.pipeline.stop()
         await self._tasks.close()
         await self.vectors.save()
+        await self.vectors.close()
         await self.queue.close()
         await self.embedder.close()
         await self.extractor.close()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +48,20 @@ def _comma_list(value: object) -> object:
     return value
 
 
+def _url(value: object) -> object:
+    return value.rstrip("/") if isinstance(value, str) else value
+
+
+def _root(url: str) -> str:
+    """A …/v1 URL's server root (vLLM's own routes: /tokenize, /metrics, the LoRA API)."""
+    return url.rstrip("/").removesuffix("/v1")
+
+
+def _llm(given: Given) -> bool:
+    extractor = given["memory.extractor"]
+    return (extractor.get("kind") if isinstance(extractor, dict) else getattr(extractor, "kind", None)) == "llm"
+
+
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 Section = ConfigDict(frozen=True, extra="forbid")
 
@@ -66,7 +82,7 @@ class ServerSettings(BaseModel):
 class UpstreamSettings(BaseModel):
     model_config = Section
 
-    url: Annotated[str, BeforeValidator(lambda value: value.rstrip("/") if isinstance(value, str) else value)] = Field(
+    url: Annotated[str, BeforeValidator(_url)] = Field(
         "http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible upstream (vLLM), including /v1."
     )
     urls: CommaList = Field(
@@ -92,10 +108,6 @@ class UpstreamSettings(BaseModel):
     def replicas(self) -> list[str]:
         return [url.rstrip("/") for url in self.urls] or [self.url]
 
-    @property
-    def root(self) -> str:
-        """The upstream's URL without /v1 (vLLM's own routes: /tokenize, /metrics, the LoRA API)."""
-        return self.url.removesuffix("/v1")
 
 
 class AuthSettings(BaseModel):
@@ -239,31 +251,76 @@ class EnvironmentSource(PydanticBaseSettingsSource):
         return {v.key: environ[v.name] for v in VARIABLES.all if v.name in environ}
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A setting whose default is another setting's value."""
+
+    path: tuple[str, ...]
+    shown: str
+    """The default as the settings table says it."""
+    value: Callable[[Given], Any]
+    applies: Callable[[Given], bool] = lambda given: True
+
+
+class Given:
+    """The settings as given (keywords folded into the tree), with the models' defaults where none is given."""
+
+    def __init__(self, tree: dict[str, Any]) -> None:
+        self.tree = tree
+
+    def __getitem__(self, dotted: str) -> Any:
+        node: Any = self.tree
+        model: type[BaseModel] = Settings
+        for step in dotted.split("."):
+            field = model.model_fields[step]
+            value = node.get(step) if isinstance(node, dict) else getattr(node, step, None)
+            node = field.get_default(call_default_factory=True) if value is None else value
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                model = field.annotation
+        return node
+
+
+DERIVED_DEFAULTS = (
+    Derived(("memory", "data_dir"), "`MEMPROXY_DATA_DIR`", lambda given: given["data_dir"]),
+    Derived(
+        ("adapters", "adapters_dir"), "`MEMPROXY_DATA_DIR`/adapters", lambda given: Path(given["data_dir"]) / "adapters"
+    ),
+    Derived(
+        ("adapters", "base_model_path"), "the model `make run` serves (`~/.cache/memproxy/models/…`)",
+        lambda given: _default_cache_dir() / "models" / "SmolLM2-135M-Instruct",
+    ),
+    Derived(("adapters", "base_model"), "`MEMPROXY_DEFAULT_MODEL`", lambda given: given["upstream.default_model"]),
+    Derived(
+        ("adapters", "vllm_url"), "`MEMPROXY_UPSTREAM_URL` without /v1", lambda given: _root(given["upstream.url"])
+    ),
+    Derived(("memory", "extractor", "url"), "`MEMPROXY_UPSTREAM_URL`", lambda given: _url(given["upstream.url"]), _llm),
+    Derived(
+        ("memory", "extractor", "model"), "`MEMPROXY_DEFAULT_MODEL`", lambda given: given["upstream.default_model"], _llm
+    ),
+    Derived(
+        ("memory", "extractor", "api_key"), "`MEMPROXY_UPSTREAM_API_KEY`", lambda given: given["upstream.api_key"], _llm
+    ),
+)
+"""The LLM extractor defaults to the upstream and its default model; the engine keeps its data in the proxy's data
+dir; the adapters live there too and are served by the upstream's vLLM as its default model."""
+
+
 def _derive(tree: dict[str, Any]) -> dict[str, Any]:
-    """Fill in the settings whose default is another setting: the engine's data dir is the proxy's; the LLM
-    extractor defaults to the upstream and its default model; the adapters live in the data dir and are served by
-    the upstream's vLLM as its default model."""
-    data_dir = tree.setdefault("data_dir", _default_data_dir())
-    upstream = tree.get("upstream") or {}
-    url = str(upstream.get("url") or UpstreamSettings.model_fields["url"].default).rstrip("/")
-    model = upstream.get("default_model") or UpstreamSettings.model_fields["default_model"].default
-    memory = tree["memory"] = dict(tree.get("memory") or {})
-    memory.setdefault("data_dir", data_dir)
-    extractor = memory.get("extractor")
-    if isinstance(extractor, dict) and extractor.get("kind") == "llm":
-        extractor = memory["extractor"] = dict(extractor)
-        extractor.setdefault("url", url)
-        extractor.setdefault("model", model)
-        extractor.setdefault("api_key", upstream.get("api_key"))
-    adapters = tree["adapters"] = dict(tree.get("adapters") or {})
-    adapters.setdefault("adapters_dir", Path(data_dir) / "adapters")
-    adapters.setdefault("base_model_path", _default_cache_dir() / "models" / "SmolLM2-135M-Instruct")
-    adapters.setdefault("base_model", model)
-    adapters.setdefault("vllm_url", url.removesuffix("/v1"))
+    """Fill in each setting of :data:`DERIVED_DEFAULTS` that was not given."""
+    given = Given(tree)
+    for derived in DERIVED_DEFAULTS:
+        if not derived.applies(given):
+            continue
+        node = tree
+        for step in derived.path[:-1]:
+            child = node.get(step)
+            node[step] = child = dict(child.model_dump() if isinstance(child, BaseModel) else child or {})
+            node = child
+        node.setdefault(derived.path[-1], derived.value(given))
     return tree
 
 
-VARIABLES = Variables(Settings)
+VARIABLES = Variables(Settings, shown={".".join(d.path): d.shown for d in DERIVED_DEFAULTS})
 
 
 class SettingsError(ValueError):

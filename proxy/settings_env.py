@@ -14,7 +14,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -81,6 +81,8 @@ class Variable:
     """The union section it belongs to, if any."""
     tag: str | None = None
     """The implementation it is a field of (None: the union's tag itself, or no union)."""
+    derived: str | None = None
+    """Its default when that is another setting's value, as the settings table says it."""
 
     @property
     def key(self) -> str:
@@ -102,6 +104,8 @@ class Variable:
     @property
     def shown_default(self) -> str:
         """The default as a person would write the variable ("—": none; "required" where there is none)."""
+        if self.derived is not None:
+            return self.derived
         value = self.default
         if value is PydanticUndefined:
             return "required"
@@ -119,8 +123,10 @@ class Variable:
 class Variables:
     """Every variable of a settings model, by name and by keyword."""
 
-    def __init__(self, model: type[BaseModel]) -> None:
-        self.all = list(_walk(model, ()))
+    def __init__(self, model: type[BaseModel], *, shown: Mapping[str, str] | None = None) -> None:
+        """``shown``: the defaults that are other settings' values, by dotted path, as the table says them."""
+        shown = shown or {}
+        self.all = [replace(v, derived=shown.get(".".join(v.path))) for v in _walk(model, ())]
         self.by_key: dict[str, list[Variable]] = {}
         for variable in self.all:
             same = self.by_key.setdefault(variable.key, [])
@@ -262,5 +268,6 @@ def markdown_table(variables: Iterable[Variable]) -> str:
         if variable.tag is not None:
             described += f" (With `{variable.tag}` only.)"
         default = variable.shown_default
-        rows.append(f"| `{variable.name}` | {default if default in ('—', 'required') else f'`{default}`'} | {described} |")
+        plain = default in ("—", "required") or variable.derived is not None
+        rows.append(f"| `{variable.name}` | {default if plain else f'`{default}`'} | {described} |")
     return "\n".join(rows)

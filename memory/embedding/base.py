@@ -26,7 +26,7 @@ class Embedder(ABC):
     async def embed_one(self, text: str) -> np.ndarray:
         """Recall's query: like ``embed([text])[0]``, except that only the first ``query_max_tokens`` tokens count
         where the backend has such a bound (the query is on the chat's hot path, and a model's cost grows with each
-        token: a 256-token query would take 13x a 20-token one)."""
+        token)."""
         return (await self.embed([text]))[0]
 
     async def close(self) -> None:  # noqa: B027 - optional hook

@@ -177,7 +177,7 @@ class BatchedEmbedder(Embedder):
 
     :meth:`embed_one` (recall's query) is encoded by :meth:`encode_query`, cut to the backend's
     ``query_max_tokens``. With a ``query_executor`` it has a lane of its own: a second worker thread and batcher
-    over the same model, so a query never waits behind a write job's texts being embedded (3-5 ms a chunk here).
+    over the same model, so a query never waits behind a chunk of a write job's texts being embedded.
     The backend's :meth:`encode` and :meth:`encode_query` must then be safe to call from two threads at once."""
 
     _executor: ThreadPoolExecutor

@@ -41,10 +41,10 @@ class OnnxEmbedder(BatchedEmbedder):
         max_wait: float = 0.0,
         query_max_tokens: int | None = None,
     ) -> None:
-        """``batch_size`` caps one model call. On one core the int8 model's cost per text is nearly flat from 4
-        texts up (277 texts/s at 4-8, 250 at 16-64, 221 one by one), while every caller in a merged call waits for
-        all of it: small calls keep queries quick and still gain the 1.25x. ``query_max_tokens``: recall's query
-        is cut to this many tokens (special tokens included; None = the model's own limit)."""
+        """``batch_size`` caps one model call. On one core the int8 model's cost per text is nearly flat from a few
+        texts up, while every caller in a merged call waits for all of it: small calls keep queries quick and still
+        gain most of batching. ``query_max_tokens``: recall's query is cut to this many tokens (special tokens
+        included; None = the model's own limit)."""
         self._folder = ModelFolder.read(model_path)
         digest = folder_digest(self._folder.path)
         self.name = f"{self._folder.path.name}@{digest[:12]}"

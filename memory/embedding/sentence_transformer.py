@@ -1,7 +1,7 @@
 """The reference embedder: sentence-transformers (PyTorch), any local model folder, all-MiniLM-L6-v2 by default.
 
-About 13-16 ms for one short query on one core: use :class:`~memory.embedding.onnx.OnnxEmbedder` on the recall
-path, this one where exactness or unusual model layouts (Dense heads, custom modules) matter.
+Several times slower than :class:`~memory.embedding.onnx.OnnxEmbedder` for a short query on one core: use that one
+on the recall path, this one where exactness or unusual model layouts (Dense heads, custom modules) matter.
 """
 
 from __future__ import annotations

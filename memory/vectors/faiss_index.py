@@ -3,17 +3,17 @@
 **Isolation by construction.** Each :class:`~memory.models.Scope` has its own FAISS index (see
 :mod:`memory.vectors.partition`): a search only ever looks into the caller's partition.
 
-**Threads.** All FAISS work runs in one worker thread, with one OpenMP thread (two made a flat scan at 100k 2.3x
-slower on this 2-core machine); one thread also orders the operations: a search sees every add awaited before it.
+**Threads.** All FAISS work runs in one worker thread, with one OpenMP thread (two made a large flat scan slower on a
+2-core machine, not faster); one thread also orders the operations: a search sees every add awaited before it.
 What that thread keeps, the partitions and their state, is a :class:`~memory.vectors.partition_table.PartitionTable`;
 this class is its asynchronous face.
 IVF training runs in a second thread (:mod:`memory.vectors.ivf_builds`); partition files are read and written in a
-third (:class:`~memory.vectors.index_folder.PartitionFiles`), so a search whose partition must be read back
-(140 ms at 100k) or a partition being evicted or saved (120 ms) does not hold up other scopes' searches.
+third (:class:`~memory.vectors.index_folder.PartitionFiles`), so a search whose partition must be read back, or a
+partition being evicted or saved, does not hold up other scopes' searches (``memproxy bench latency``'s ``reload``).
 
 **Memory.** With a ``path``, partitions are kept in RAM within ``resident_bytes``; the least recently used ones are
-written out (if changed; :mod:`memory.vectors.evicted` while that lasts) and read back on their next use. With 1M
-vectors (one user with 100k, 900 with 1k) and the default 256 MiB, the index added about 360 MB to the RSS.
+written out (if changed; :mod:`memory.vectors.evicted` while that lasts) and read back on their next use
+(``memproxy bench latency`` reports the process's RSS with a million memories).
 
 **Persistence.** :meth:`FaissVectorIndex.save` writes each changed partition to its own file atomically, then
 ``manifest.json`` with ``applied_seq`` (the graph store change-log seq the index reflects), the dimension and the
@@ -149,8 +149,8 @@ class FaissVectorIndex(VectorIndex):
             await self._run(self._table.install_finished_builds)
 
     async def save(self) -> None:
-        """Write the changed partitions and then the manifest. Each partition is copied in the index's thread
-        (25 ms at 100k) and written from the copy in the I/O thread, one at a time, so searches go on meanwhile.
+        """Write the changed partitions and then the manifest. Each partition is copied in the index's thread and
+        written from the copy in the I/O thread, one at a time, so searches go on meanwhile.
         The manifest's ``applied_seq`` is the one before the first partition was copied: changes after it are
         replayed on load, and replaying an add or a removal that a file already holds changes nothing."""
         if self._folder is None:

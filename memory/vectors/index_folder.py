@@ -134,8 +134,8 @@ class IndexFolder:
 
 class PartitionFiles:
     """An :class:`IndexFolder`'s partition files, written (and, for searches, read) in an I/O thread of their own,
-    so that the index's worker thread keeps serving searches meanwhile: at 100k vectors a partition takes about
-    120 ms to write and 140 ms to read.
+    so that the index's worker thread keeps serving searches meanwhile: a large partition takes many searches' time
+    to write or to read.
 
     Per scope, writes land in the order they were handed over (one thread, first in first out), and
     :meth:`read` waits for the scope's write under way: a read never sees a file older than the last write. All
@@ -233,9 +233,9 @@ def _read_partition(data: bytes, dim: int) -> tuple[Scope, Partition]:
 
 
 def _decode_ids(lengths: np.ndarray, blob: bytes) -> list[str | None]:
-    """The ids back from their lengths (-1: a removed label) and their concatenated UTF-8. (Tried and left out:
-    decoding the blob once and slicing it. It takes less interpreter time, but the latency bench's peak RSS at 1M
-    memories rose from 1,471 to 1,592-1,595 MB with it.)"""
+    """The ids back from their lengths (-1: a removed label) and their concatenated UTF-8, one by one. (Tried and
+    left out: decoding the blob once and slicing it, which takes less interpreter time but raised the latency
+    bench's peak RSS.)"""
     ids: list[str | None] = []
     offset = 0
     for length in lengths.tolist():

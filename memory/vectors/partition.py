@@ -1,21 +1,15 @@
 """One scope's vectors: a FAISS index whose type follows the partition's size, and the label ↔ memory id maps.
 
-Index types, chosen by measuring 100k MiniLM vectors of generated varied sentences against 1000 other sentences
-(one core, k=50; recall@10 against the exact scan):
+Index types (the README's *Design measurements* has the figures they were chosen on):
 
-- up to ``exact_max`` vectors: exact inner-product scan (``IndexFlatIP`` under an ``IndexIDMap``), 1.5 KB a vector,
-  about 1 ms at 20k;
-- above: ``IndexIVFScalarQuantizer`` with 8-bit codes, about 410 bytes a vector. At 100k it finds 0.99 of the exact
-  top 10 in 0.6 ms (p95 0.7 ms; 0.7 / 0.8 ms through :class:`FaissVectorIndex`) probing an eighth of its lists; it removes ids natively, so replacing or deleting a
-  memory needs no tombstones and no rebuild. It is built when the partition crosses ``exact_max`` and rebuilt, with
-  more lists, each time the partition has grown ``retrain_growth`` times. Training takes seconds (4 s for 1024 lists
-  at 100k), so :func:`build_ivf_from` runs in a background thread on a snapshot while the partition keeps serving,
-  and :meth:`Partition.finish_build` swaps the result in, redoing the changes journaled meanwhile. The snapshot is a
-  copy of the FAISS index (25 ms at 100k); decoding its vectors (290 ms) is the build thread's work.
-
-  Measured alternatives (R@10 / p50 at 100k): exact scan 1.0 / 7.9 ms; HNSW with 8-bit codes, M=32, ef 128:
-  0.990 / 0.23 ms but 656 bytes a vector, a 16 s build, and no removal (tombstones, then 16 s rebuilds that stall
-  every search); HNSW over floats, M=32, ef 128: 0.994 / 0.34 ms at 1.8 KB a vector, more than the flat scan.
+- up to ``exact_max`` vectors: exact inner-product scan (``IndexFlatIP`` under an ``IndexIDMap``), float vectors;
+- above: ``IndexIVFScalarQuantizer`` with 8-bit codes, about a quarter of the bytes. Probing an eighth of its lists
+  it finds nearly all of the exact top 10, far faster than the scan; it removes ids natively, so replacing or
+  deleting a memory needs no tombstones and no rebuild (HNSW, tried, needs both). It is built when the partition
+  crosses ``exact_max`` and rebuilt, with more lists, each time the partition has grown ``retrain_growth`` times.
+  Training is slow next to a search, so :func:`build_ivf_from` runs in a background thread on a snapshot while the
+  partition keeps serving, and :meth:`Partition.finish_build` swaps the result in, redoing the changes journaled
+  meanwhile. The snapshot is a copy of the FAISS index; decoding its vectors is the build thread's work.
 
 Labels are positions in :attr:`Partition.ids` (``None`` where a memory was removed); conversions compact them.
 All methods are synchronous and run in the index's worker thread; :mod:`memory.vectors.index_folder` stores them.
@@ -45,7 +39,7 @@ class PartitionPolicy:
     train_points_per_list: int = 40
     """Training sample size per IVF list (FAISS needs at least 39)."""
     train_iterations: int = 10
-    """k-means iterations: 10 trains 3.5x faster than FAISS's 25 with the same recall (0.993 at 100k)."""
+    """k-means iterations: fewer than FAISS's 25 train much faster with the same recall."""
 
     def __post_init__(self) -> None:
         # 100 also keeps memory.vectors.base.EXACT_SEARCH_MAX true: an IVF partition turns flat at exact_max // 2.
@@ -99,7 +93,7 @@ class Partition:
         return index_bytes + 8 * len(self.ids) + _ID_OVERHEAD * self.count
 
     def snapshot(self) -> Partition:
-        """A copy to write out in another thread while this one keeps changing (25 ms for 100k 8-bit codes)."""
+        """A copy to write out in another thread while this one keeps changing."""
         return Partition(
             self.dim, faiss.clone_index(self.index), list(self.ids), self.trained_on, labels=dict(self.labels)
         )

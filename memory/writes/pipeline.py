@@ -24,7 +24,7 @@ from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship
 from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
-from memory.writes.revisions import revised
+from memory.writes.revisions import revised, revision_id
 from memory.writes.slots import contradicts, slot_of
 
 logger = logging.getLogger(__name__)
@@ -210,6 +210,8 @@ class WritePipeline:
     async def _revise(self, job: WriteJob) -> AppliedJob:
         """A revision (:mod:`memory.writes.revisions`): nothing if the memory is gone or superseded meanwhile."""
         old = await self._store.get_memory(job.scope, str(job.payload.get("memory_id")))
+        if old is not None and old.superseded_by == revision_id(job):  # this job, applied before (a replay)
+            return AppliedJob(job.job_id, (revision_id(job),), replayed=True)
         if old is None or old.superseded_by is not None:
             await self._store.commit(WriteBatch(job_id=job.job_id, scope=job.scope))
             return AppliedJob(job.job_id, ())

@@ -15,13 +15,18 @@ from memory.writes.jobs import WriteJob
 SLOT_KEYS = ("slot", "slot_value")
 
 
+def revision_id(job: WriteJob) -> str:
+    """The id of the version a revision job commits."""
+    return f"{job.job_id}-0"
+
+
 def revised(old: Memory, job: WriteJob) -> tuple[Memory, ExtractedMemory]:
     """The new version of ``old`` that the revision ``job`` commits, and what was extracted of its text (for its
     entities)."""
     metadata = {key: value for key, value in old.metadata.items() if key not in SLOT_KEYS}
     [extracted] = explicit_memory({"text": job.payload["text"], "metadata": metadata}).memories
     new = old.evolve(
-        id=f"{job.job_id}-0",
+        id=revision_id(job),
         text=extracted.text,
         created_at=job.created_at,
         last_used_at=None,

@@ -1,0 +1,93 @@
+"""What the engine does beyond one call: a revision takes the durable queue like every write, and closing the engine
+ends every task it started (bookkeeping finishes, periodic work stops)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from memory import MemoryConfig, MemoryEngine, NotFound
+from memory.tasks import BackgroundTasks
+from memory.writes.jobs import WriteJob
+
+ENGINE_TASKS = ("memory-", "embedding-", "durable-queue")
+
+
+async def test_a_revision_waits_in_the_durable_queue_like_any_write(engine: MemoryEngine) -> None:
+    old = await engine.remember("I live in Sapporo", user_id="alice", importance=0.7)
+    assert old is not None
+    await engine.pipeline.stop()  # nothing applies the queue now
+    revision = asyncio.ensure_future(engine.revise(old, "I live in Osaka", user_id="alice"))
+    for _ in range(100):
+        if (await engine.queue_stats()).depth:
+            break
+        await asyncio.sleep(0.01)
+    assert (await engine.queue_stats()).depth == 1 and not revision.done()
+    engine.pipeline.start()
+    new = await asyncio.wait_for(revision, 30)
+    [first, second] = await engine.history(new, user_id="alice")
+    assert (first.id, first.superseded_by, second.id) == (old, new, new)
+    assert second.text == "I live in Osaka" and second.importance == 0.7
+    assert second.metadata["slot_value"] == "Osaka" and "osaka" in second.entities
+    assert [hit.memory.id for hit in await engine.recall("Where do I live?", user_id="alice")] == [new]
+
+
+async def test_a_replayed_revision_changes_nothing(engine: MemoryEngine) -> None:
+    old = await engine.remember("My favourite tea is sencha", user_id="alice")
+    assert old is not None
+    job = WriteJob.for_revision(engine.scope("alice"), old, "My favourite tea is genmaicha", job_id="revise-once")
+    first = await engine.pipeline.submit(job, wait=True)
+    again = await engine.pipeline.submit(job, wait=True)
+    assert first is not None and again is not None
+    assert first.memory_ids == again.memory_ids and again.replayed
+    assert await engine.count("alice", include_inactive=True) == 2
+
+
+async def test_revising_what_is_gone_or_superseded_is_refused(engine: MemoryEngine) -> None:
+    old = await engine.remember("I drive a blue car", user_id="alice")
+    assert old is not None
+    await engine.revise(old, "I drive a red car", user_id="alice")
+    with pytest.raises(ValueError, match="superseded"):
+        await engine.revise(old, "I drive a green car", user_id="alice")
+    with pytest.raises(NotFound):
+        await engine.revise("no-such-memory", "anything", user_id="alice")
+
+
+async def test_closing_ends_every_task_and_lets_bookkeeping_finish(tmp_path: Path) -> None:
+    config = MemoryConfig(data_dir=tmp_path / "mem")
+    engine = await MemoryEngine.open(config)
+    dog = await engine.remember("My dog is called Pochi", user_id="alice")
+    await engine.recall("What is my dog called?", user_id="alice")  # leaves its use to be recorded in the background
+    await engine.close()
+    running = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(ENGINE_TASKS) and not t.done()]
+    assert running == []
+    async with await MemoryEngine.open(config) as reopened:
+        memory = await reopened.get(str(dog), user_id="alice")
+        assert memory is not None and memory.use_count == 1
+
+
+async def test_background_tasks_close_stops_periodic_work_and_waits_for_the_rest() -> None:
+    tasks = BackgroundTasks(grace_s=1.0)
+    ticks: list[int] = []
+    finished: list[str] = []
+
+    async def tick() -> None:
+        ticks.append(len(ticks))
+        if len(ticks) == 1:
+            raise RuntimeError("a failing step does not stop the next ones")
+
+    async def bookkeeping() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("done")
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    tasks.every(0.01, tick, "test-periodic")
+    tasks.spawn(bookkeeping(), "test-once")
+    tasks.spawn(stuck(), "test-stuck")
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(tasks.close(), 5)
+    assert len(ticks) >= 2 and finished == ["done"] and len(tasks) == 0
