@@ -62,8 +62,9 @@ NAMES: Mapping[str, str] = {
 }
 """Variables whose name is not their section's prefix + the field's name (without ``MEMPROXY_``)."""
 
-DERIVED = frozenset({"memory.data_dir", "memory.tenant", "adapters.base_model"})
-"""Leaves set from other settings (see ``proxy.settings``), with no variable of their own."""
+NO_VARIABLE = frozenset({"memory.data_dir", "memory.tenant", "adapters.base_model"})
+"""Leaves with no variable of their own: set from other settings (``proxy.settings.DERIVED_DEFAULTS``), or without
+meaning for the proxy (the engine's default tenant: the proxy always names the tenant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ def _walk(
     for name, field in model.model_fields.items():
         here = (*path, name)
         dotted = ".".join(here)
-        if dotted in DERIVED:
+        if dotted in NO_VARIABLE:
             continue
         variants = _variants(field)
         annotation = field.annotation

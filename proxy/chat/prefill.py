@@ -171,6 +171,20 @@ class PrefillRunner:
             await asyncio.wait(set(self._tasks), timeout=5)
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedChat:
+    """One chat as forwarded: what the work after its answer (remember it, prefill the next turn) needs."""
+
+    identity: Identity
+    messages: list[dict[str, Any]]
+    """As the client sent them."""
+    prepared: PreparedChat
+    forwarded: dict[str, Any]
+    """The body as sent upstream (its model, tools and salt render the prompt)."""
+    upstream: UpstreamClient
+    """Where it went: the user's replica, where the next turn goes too."""
+
+
 class NextTurnPrefill:
     """After a complete answer, the block anticipated for the next user message (:meth:`ChatMemory.anticipate`) is
     padded to the upstream's KV block boundary (counted by its tokenizer, :func:`align_block`), logged for the next
@@ -181,49 +195,31 @@ class NextTurnPrefill:
         self.align_tokens = settings.align_tokens
         self.runner = PrefillRunner(settings.max_in_flight, delay_s=settings.delay_ms / 1000)
 
-    def after_answer(
-        self,
-        identity: Identity,
-        messages: list[dict[str, Any]],
-        prepared: PreparedChat,
-        forwarded: Mapping[str, Any],
-        upstream: UpstreamClient,
-        answer: str,
-    ) -> None:
-        """``forwarded``: the body as sent (its model, tools and salt render the same prompt); ``upstream``: where
-        it went, which is where the next turn goes."""
-        if prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.runner.has_room():
-            self.runner.start(self._prefill(identity, messages, prepared, forwarded, upstream, answer))
+    def after_answer(self, chat: ForwardedChat, answer: str) -> None:
+        if chat.prepared.status == "ok" and answer.strip() and self._memory.anticipates and self.runner.has_room():
+            self.runner.start(self._prefill(chat, answer))
 
-    async def _prefill(
-        self,
-        identity: Identity,
-        messages: list[dict[str, Any]],
-        prepared: PreparedChat,
-        forwarded: Mapping[str, Any],
-        upstream: UpstreamClient,
-        answer: str,
-    ) -> bool | None:
+    async def _prefill(self, chat: ForwardedChat, answer: str) -> bool | None:
         if not await self.runner.idle_for(lambda: self._memory.stats.recalls):
             return None
-        next_turn = await self._memory.anticipate(identity, messages, prepared.messages, answer, prepared.plan)
+        next_turn = await self._memory.anticipate(
+            chat.identity, chat.messages, chat.prepared.messages, answer, chat.prepared.plan
+        )
         if next_turn is None:
             return False
-        prefill = await self._aligned(next_turn.messages, forwarded, upstream)
+        prefill = await self._aligned(next_turn.messages, chat)
         self._memory.expect(next_turn, prefill[-1]["content"])
-        await upstream.post_json(CHAT_PATH, encode_body(prefill_body(forwarded, prefill)))
+        await chat.upstream.post_json(CHAT_PATH, encode_body(prefill_body(chat.forwarded, prefill)))
         return True
 
-    async def _aligned(
-        self, messages: list[dict[str, Any]], forwarded: Mapping[str, Any], upstream: UpstreamClient
-    ) -> list[dict[str, Any]]:
+    async def _aligned(self, messages: list[dict[str, Any]], chat: ForwardedChat) -> list[dict[str, Any]]:
         """The prefill with its block padded to end on the upstream's KV block boundary; unpadded if the upstream
         cannot count tokens (not vLLM) or no padding fits."""
         if self.align_tokens <= 0:
             return messages
 
         async def count(candidate: list[dict[str, Any]]) -> TokenCount:
-            return await upstream.count_tokens(encode_body(tokenize_body(forwarded, candidate)))
+            return await chat.upstream.count_tokens(encode_body(tokenize_body(chat.forwarded, candidate)))
 
         try:
             aligned = await align_block(messages, count, self.align_tokens)

@@ -22,7 +22,7 @@ from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
 from proxy.chat.memory import ChatMemory, PreparedChat
 from proxy.chat.memory_controls import read_controls
-from proxy.chat.prefill import NextTurnPrefill
+from proxy.chat.prefill import ForwardedChat, NextTurnPrefill
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
 from proxy.errors import (
@@ -34,7 +34,7 @@ from proxy.errors import (
     UpstreamUnreachable,
     invalid_request_from_validation,
 )
-from proxy.identity import Identity, IdentityRules, cache_salt, resolve_identity
+from proxy.identity import IdentityRules, cache_salt, resolve_identity
 from proxy.metrics import Metrics
 from proxy.upstream import CHAT_PATH, UpstreamClient, encode_body, translate_transport_error
 from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
@@ -43,19 +43,6 @@ logger = logging.getLogger(__name__)
 
 FAILOVER_ATTEMPTS = 2
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class _Exchange:
-    """One chat as forwarded: what the work after its answer (remember, prefill the next turn) needs."""
-
-    identity: Identity
-    messages: list[dict[str, Any]]
-    """As the client sent them."""
-    prepared: PreparedChat
-    forwarded: dict[str, Any]
-    """The body as sent upstream."""
-    replica: Replica
 
 
 @dataclass(slots=True, frozen=True)
@@ -145,7 +132,7 @@ class ChatCompletionsService:
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
 
-        exchange = _Exchange(identity, client_messages, prepared, payload, replicas[0])
+        exchange = ForwardedChat(identity, client_messages, prepared, payload, replicas[0].client)
         answered = functools.partial(self._after_answer, exchange)
 
         if not request.stream:
@@ -170,7 +157,7 @@ class ChatCompletionsService:
 
     async def _send_fitted(
         self,
-        exchange: _Exchange,
+        exchange: ForwardedChat,
         routed: RoutedModel | None,
         replicas: list[Replica],
         attempt: Callable[[UpstreamClient, bytes], Awaitable[R]],
@@ -223,14 +210,12 @@ class ChatCompletionsService:
                 self._metrics.failover()
         raise AssertionError("unreachable")
 
-    def _after_answer(self, exchange: _Exchange, answer: str, answer_id: str | None) -> None:
+    def _after_answer(self, exchange: ForwardedChat, answer: str, answer_id: str | None) -> None:
         """A complete answer: remember the exchange, and prefill the next turn's anticipated memories (both in the
         background; the response is not held for either)."""
         if exchange.prepared.remember:
             self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id)
-        self.prefill.after_answer(
-            exchange.identity, exchange.messages, exchange.prepared, exchange.forwarded, exchange.replica.client, answer
-        )
+        self.prefill.after_answer(exchange, answer)
 
     async def _relay(
         self,

@@ -49,7 +49,6 @@ from proxy.memories.protocol import (
 from proxy.memory_access import MemoryAccess
 
 
-
 class UserAdapters(Protocol):
     """What else a user has that a delete-all must erase: their LoRA adapters (``proxy.adapters_api``)."""
 

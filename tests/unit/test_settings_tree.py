@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from adapters.config import AdaptersConfig
 from memory import MemoryConfig
 from proxy.settings import VARIABLES, Settings, SettingsError, load_settings
-from proxy.settings_env import DERIVED, markdown_table
+from proxy.settings_env import NO_VARIABLE, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BEFORE_THE_TREE = (
@@ -63,7 +63,7 @@ def test_the_names_from_before_the_tree_keep_working() -> None:
 @pytest.mark.parametrize("section, model", [("memory", MemoryConfig), ("adapters", AdaptersConfig)])
 def test_every_engine_and_adapter_setting_has_a_variable(section: str, model: type[BaseModel]) -> None:
     reachable = {".".join(v.path) for v in VARIABLES.all}
-    missing = {leaf for leaf in leaves(model, (section,)) if leaf not in reachable and leaf not in DERIVED}
+    missing = {leaf for leaf in leaves(model, (section,)) if leaf not in reachable and leaf not in NO_VARIABLE}
     assert missing == set()
 
 
