@@ -7,7 +7,7 @@ Everything a caller needs is here; :class:`MemoryEngine` is the only way into me
 
 from memory.browsing import InvalidCursor, InvalidExport, MemoryGraph
 from memory.config import MemoryConfig, SchedulerConfig
-from memory.engine import MemoryEngine, QueueStats
+from memory.engine import IndexStats, MemoryEngine, QueueStats
 from memory.graph.base import UNCHANGED, GraphStoreError, NotFound, StoreUnavailable
 from memory.graph.export_format import export_memory
 from memory.metadata_keys import RESERVED_METADATA, is_core, is_pinned, reserved_keys, user_metadata
@@ -24,6 +24,7 @@ __all__ = [
     "Entity",
     "GraphHit",
     "GraphStoreError",
+    "IndexStats",
     "InvalidCursor",
     "InvalidExport",
     "Memory",

@@ -8,7 +8,9 @@
             print(hit.score, hit.memory.text)
 
 Every call is scoped to (tenant, user); the tenant defaults to ``config.tenant``. The engine is the only way into
-memory: its parts (store, indexes, queue, pipeline) are its own, and every write goes through the durable queue.
+memory: its parts (store, indexes, queue, pipeline) are its own. Every memory it writes — remembered, from an
+exchange, a revision — goes through the durable queue (extract, embed, commit, ack); a change to one memory's fields
+(importance, retention, metadata, core membership) or a deletion is one store transaction, awaited.
 """
 
 from __future__ import annotations
@@ -52,6 +54,21 @@ class QueueStats:
     """Age of the oldest queued job (0 when empty)."""
     dead_letters: int
     """Jobs that failed for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """The derived indexes (vectors, BM25) against the store they follow."""
+
+    store_seq: int
+    """The store's change-log position."""
+    applied_seq: int
+    """The position the indexes reflect."""
+
+    @property
+    def lag(self) -> int:
+        """Changes the store has that recall does not see yet (0: in step)."""
+        return max(0, self.store_seq - self.applied_seq)
 
 
 class MemoryEngine(MemoryReader):
@@ -121,7 +138,7 @@ class MemoryEngine(MemoryReader):
         await self.extractor.close()
         await self.store.close()
 
-    # --- writes (all through the durable queue) --------------------------------------------------------------
+    # --- writes: new memories through the durable queue -----------------------------------------------------
 
     async def remember(
         self,
@@ -358,6 +375,9 @@ class MemoryEngine(MemoryReader):
             oldest_age_s=await self.queue.oldest_age_s(),
             dead_letters=await self.queue.dead_letter_count(),
         )
+
+    async def index_stats(self) -> IndexStats:
+        return IndexStats(store_seq=await self.store.last_seq(), applied_seq=self.vectors.applied_seq)
 
     def extraction_stats(self) -> Mapping[str, int]:
         """The extractor's outcome counts (empty for the deterministic one)."""

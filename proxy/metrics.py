@@ -89,6 +89,11 @@ class Metrics:
             "memproxy_write_queue_lag_seconds", "Age of the oldest queued write (0 when empty).", registry=r
         )
         self.dead_letters = Gauge("memproxy_write_dead_letters", "Writes that failed for good.", registry=r)
+        self.index_lag = Gauge(
+            "memproxy_memory_index_lag_changes",
+            "Changes in the memory store that recall's indexes do not reflect yet (another replica's writes, imports).",
+            registry=r,
+        )
         self.upstream_up = Gauge("memproxy_upstream_up", "1 if the replica is considered healthy.", ["upstream"], registry=r)
         self.prefix_hits = Gauge(
             "memproxy_upstream_prefix_cache_hit_tokens", "vLLM's prefix-cache hit tokens (its counter, as scraped).",
@@ -177,22 +182,24 @@ class Metrics:
         self.registry.register(_SnapshotCounters(name, documentation, label, source))
 
     async def render(self) -> bytes:
-        await asyncio.gather(self._read_queue(), self._read_upstreams())
+        await asyncio.gather(self._read_memory(), self._read_upstreams())
         return generate_latest(self.registry)
 
-    async def _read_queue(self) -> None:
+    async def _read_memory(self) -> None:
         if self._memory is None:
             return
         try:
-            stats = await self._memory.engine().queue_stats()
+            engine = self._memory.engine()
+            queue, indexes = await engine.queue_stats(), await engine.index_stats()
         except MemoryUnavailable:
             return
         except Exception as exc:  # a scrape must not fail because memory is unwell
-            logger.warning("could not read the write queue for metrics: %s", exc)
+            logger.warning("could not read the memory engine's state for metrics: %s", exc)
             return
-        self.queue_depth.set(stats.depth)
-        self.queue_lag.set(stats.oldest_age_s)
-        self.dead_letters.set(stats.dead_letters)
+        self.queue_depth.set(queue.depth)
+        self.queue_lag.set(queue.oldest_age_s)
+        self.dead_letters.set(queue.dead_letters)
+        self.index_lag.set(indexes.lag)
 
     async def _read_upstreams(self) -> None:
         upstreams, http = self._upstreams, self._http

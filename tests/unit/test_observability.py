@@ -15,6 +15,7 @@ from proxy.observability import JsonFormatter, request_id
 from proxy.settings import Settings
 from proxy.upstream import UpstreamClient
 from proxy.upstream_pool import UpstreamPool
+from tests.support.chat_memory import chat, settle
 from tests.support.upstreams import RecordingUpstream, chunk, completion, sse, stream_response
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
@@ -158,3 +159,16 @@ def test_rendezvous_moves_only_the_removed_replicas_users() -> None:
     after = {u: pool.for_key(u) for u in before}
     moved = {u for u in before if before[u] is not after[u]}
     assert moved == {u for u in before if before[u] is clients[2]}
+
+
+async def test_metrics_read_the_memory_engine(proxy, engine) -> None:
+    """With memory on: the write queue, the indexes' lag behind the store and the extraction outcomes at scrape."""
+    client = proxy()
+    response = await chat(client, "acme-svc", "My dog is called Pochi", user="alice")
+    assert response.headers["x-memproxy-memory"] == "ok"
+    await settle(client, engine)
+    text = (await client.get("/metrics")).text
+    assert metric(text, "memproxy_write_queue_depth") == 0 and metric(text, "memproxy_write_dead_letters") == 0
+    assert metric(text, "memproxy_memory_index_lag_changes") == 0
+    assert metric(text, "memproxy_chat_memory_total", status="ok") == 1
+    assert "# TYPE memproxy_extractions_total counter" in text
