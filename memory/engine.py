@@ -187,19 +187,24 @@ class MemoryEngine(MemoryReader):
         user_id: str,
         tenant: str | None = None,
         conversation_id: str | None = None,
+        timestamp: float | None = None,
         job_id: str | None = None,
-    ) -> None:
-        """Queue a finished chat exchange (the client's messages with ids, the answer ``{"id", "content"}``)
-        durably; it is applied in the background. Returns once it is on disk. The same ``job_id`` twice is
-        applied once (see :meth:`WriteJob.for_exchange`)."""
+        wait: bool = False,
+    ) -> tuple[str, ...] | None:
+        """Queue a finished chat exchange (the client's messages with ids, the answer ``{"id", "content"}``, when
+        it happened: now unless ``timestamp``) durably. Returns once it is on disk (None), or with ``wait`` once it
+        is applied (the ids of the memories it left). The same ``job_id`` twice is applied once (see
+        :meth:`WriteJob.for_exchange`)."""
         job = WriteJob.for_exchange(
             self.scope(user_id, tenant),
             [dict(message) for message in messages],
             dict(answer),
             conversation_id=conversation_id,
+            timestamp=timestamp,
             job_id=job_id,
         )
-        await self.pipeline.submit(job, wait=False)
+        applied = await self.pipeline.submit(job, wait=wait)
+        return applied.memory_ids if applied is not None else None
 
     async def revise(self, memory_id: str, text: str, *, user_id: str, tenant: str | None = None) -> str:
         """Store ``text`` as a new version of the memory, which it SUPERSEDES (the old one stays, inactive, in the
@@ -369,7 +374,7 @@ class MemoryEngine(MemoryReader):
 
     # --- state, for operations -------------------------------------------------------------------------------
 
-    async def queue_stats(self) -> QueueStats:
+    async def write_queue_stats(self) -> QueueStats:
         return QueueStats(
             depth=await self.queue.depth(),
             oldest_age_s=await self.queue.oldest_age_s(),

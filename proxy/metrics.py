@@ -190,7 +190,7 @@ class Metrics:
             return
         try:
             engine = self._memory.engine()
-            queue, indexes = await engine.queue_stats(), await engine.index_stats()
+            queue, indexes = await engine.write_queue_stats(), await engine.index_stats()
         except MemoryUnavailable:
             return
         except Exception as exc:  # a scrape must not fail because memory is unwell

@@ -50,14 +50,14 @@ async def test_near_duplicate_merges_with_provenance(engine: MemoryEngine) -> No
     assert first == second
     memory = await engine.get(first, user_id="alice")
     assert memory is not None and memory.source_ids == ("m1", "m2") and memory.importance == 0.9
-    assert await engine.store.count_memories(engine.scope("alice")) == 1
+    assert await engine.count("alice") == 1
 
 
 async def test_same_job_twice_is_applied_once(engine: MemoryEngine) -> None:
     a = await engine.remember("I play the violin", user_id="alice", job_id="job-1")
     b = await engine.remember("I play the violin", user_id="alice", job_id="job-1")
     assert a == b
-    assert await engine.store.count_memories(engine.scope("alice")) == 1
+    assert await engine.count("alice") == 1
 
 
 async def test_forget_and_forget_user(engine: MemoryEngine) -> None:
@@ -124,37 +124,40 @@ def test_kill_9_during_1000_queued_writes_loses_nothing_and_applies_nothing_twic
             sources = Counter(s for m in exported["memories"] for s in m["source_ids"])
             assert sorted(sources) == sorted(f"msg-{i}" for i in range(1000))
             assert set(sources.values()) == {1}
-            store_ids, _ = await engine.store.embeddings(scope)
-            assert engine.vectors.count(scope) == len(store_ids) == len(exported["memories"])
-            assert await engine.queue.depth() == 0
+            assert engine.vectors.count(scope) == await engine.count("crash-user") == len(exported["memories"])
+            assert (await engine.write_queue_stats()).depth == 0
 
     import asyncio
 
     asyncio.run(check())
 
 
-async def test_forget_user_also_drops_queued_writes(engine: MemoryEngine) -> None:
-    await engine.pipeline.stop()  # keep the write queued
+async def test_forget_user_also_drops_queued_writes(idle_engine: MemoryEngine) -> None:
+    engine = idle_engine
     await engine.remember("I keep my spare key under the mat", user_id="dave", wait=False)
-    assert await engine.queue.depth() == 1
+    assert (await engine.write_queue_stats()).depth == 1
     await engine.forget_user("dave")
-    engine.pipeline.start()
+    await engine.start()
     await engine.flush()
     assert await engine.recall("where is the spare key", user_id="dave") == []
-    assert await engine.store.count_memories(engine.scope("dave")) == 0
+    assert await engine.count("dave") == 0
 
 
 async def test_writes_made_by_another_process_reach_recall_within_the_follow_interval(tmp_path: Path) -> None:
     """Another proxy replica on the same store writes straight to it: this engine's indexes catch up by themselves."""
     import asyncio
 
+    from memory.factory import build_store
     from memory.models import Memory, Scope
 
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=tmp_path / "mem", index_follow_interval_s=0.1))
+    config = MemoryConfig(data_dir=tmp_path / "mem", index_follow_interval_s=0.1)
+    engine = await MemoryEngine.open(config)
+    elsewhere = build_store(config)  # the other replica's own connection to the same store
+    await elsewhere.open()
     try:
         scope = Scope("default", "alice")
         vector = (await engine.embedder.embed(["My canoe is painted orange"]))[0]
-        await engine.store.upsert_memory(Memory(scope, "My canoe is painted orange"), vector)  # no follow() here
+        await elsewhere.upsert_memory(Memory(scope, "My canoe is painted orange"), vector)  # this engine hears nothing
         for _ in range(50):
             if await engine.recall("canoe colour", user_id="alice"):
                 break
@@ -162,4 +165,5 @@ async def test_writes_made_by_another_process_reach_recall_within_the_follow_int
         hits = await engine.recall("canoe colour", user_id="alice")
         assert [h.memory.text for h in hits] == ["My canoe is painted orange"]
     finally:
+        await elsewhere.close()
         await engine.close()

@@ -1,5 +1,5 @@
-"""What the engine does beyond one call: a revision takes the durable queue like every write, and closing the engine
-ends every task it started (bookkeeping finishes, periodic work stops)."""
+"""What the engine does beyond one call: a revision takes the durable queue like every new memory, and closing the
+engine ends every task it started (bookkeeping finishes, periodic work stops)."""
 
 from __future__ import annotations
 
@@ -10,39 +10,27 @@ import pytest
 
 from memory import MemoryConfig, MemoryEngine, NotFound
 from memory.tasks import BackgroundTasks
-from memory.writes.jobs import WriteJob
 
 ENGINE_TASKS = ("memory-", "embedding-", "durable-queue")
+SAPPORO = {"id": "m-sapporo", "text": "I live in Sapporo", "kind": "fact", "importance": 0.7, "created_at": 1.7e9}
 
 
-async def test_a_revision_waits_in_the_durable_queue_like_any_write(engine: MemoryEngine) -> None:
-    old = await engine.remember("I live in Sapporo", user_id="alice", importance=0.7)
-    assert old is not None
-    await engine.pipeline.stop()  # nothing applies the queue now
-    revision = asyncio.ensure_future(engine.revise(old, "I live in Osaka", user_id="alice"))
+async def test_a_revision_waits_in_the_durable_queue_like_any_write(idle_engine: MemoryEngine) -> None:
+    engine = idle_engine  # its worker is not started: nothing applies the queue yet
+    await engine.import_user("alice", {"memories": [SAPPORO]})
+    revision = asyncio.ensure_future(engine.revise("m-sapporo", "I live in Osaka", user_id="alice"))
     for _ in range(100):
-        if (await engine.queue_stats()).depth:
+        if (await engine.write_queue_stats()).depth:
             break
         await asyncio.sleep(0.01)
-    assert (await engine.queue_stats()).depth == 1 and not revision.done()
-    engine.pipeline.start()
+    assert (await engine.write_queue_stats()).depth == 1 and not revision.done()
+    await engine.start()
     new = await asyncio.wait_for(revision, 30)
     [first, second] = await engine.history(new, user_id="alice")
-    assert (first.id, first.superseded_by, second.id) == (old, new, new)
+    assert (first.id, first.superseded_by, second.id) == ("m-sapporo", new, new)
     assert second.text == "I live in Osaka" and second.importance == 0.7
     assert second.metadata["slot_value"] == "Osaka" and "osaka" in second.entities
     assert [hit.memory.id for hit in await engine.recall("Where do I live?", user_id="alice")] == [new]
-
-
-async def test_a_replayed_revision_changes_nothing(engine: MemoryEngine) -> None:
-    old = await engine.remember("My favourite tea is sencha", user_id="alice")
-    assert old is not None
-    job = WriteJob.for_revision(engine.scope("alice"), old, "My favourite tea is genmaicha", job_id="revise-once")
-    first = await engine.pipeline.submit(job, wait=True)
-    again = await engine.pipeline.submit(job, wait=True)
-    assert first is not None and again is not None
-    assert first.memory_ids == again.memory_ids and again.replayed
-    assert await engine.count("alice", include_inactive=True) == 2
 
 
 async def test_revising_what_is_gone_or_superseded_is_refused(engine: MemoryEngine) -> None:

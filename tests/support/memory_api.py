@@ -89,7 +89,7 @@ async def add(client: httpx.AsyncClient, content: str, **fields: Any) -> dict[st
 async def state(engine: MemoryEngine) -> tuple[int, int, dict[str, Any]]:
     """Everything a request could have changed: the change log, the queue, every scope's export."""
     exports = {s.key: await engine.export(s.user, tenant=s.tenant) for s in await engine.users()}
-    return await engine.last_change(), (await engine.queue_stats()).depth, exports
+    return await engine.last_change(), (await engine.write_queue_stats()).depth, exports
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def test_bad_controls_are_400_and_nothing_is_sent_or_kept(proxy, upstream,
     assert response.json()["error"]["param"] == param
     assert upstream.requests == []
     await settle(client, engine)
-    assert (await engine.queue_stats()).depth == 0
+    assert (await engine.write_queue_stats()).depth == 0
 
 
 async def test_writes_after_a_complete_stream_but_not_after_a_broken_one(proxy, upstream, engine) -> None:

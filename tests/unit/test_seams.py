@@ -61,6 +61,19 @@ def test_nothing_outside_memory_touches_the_engines_parts() -> None:
     assert offenders == []
 
 
+def test_the_engines_store_indexes_pipeline_and_queue_are_its_own() -> None:
+    """Not even memory's own tests reach for these four: they build the parts themselves where they drive one."""
+    files = python_files("proxy", "adapters", "tests")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        if path != Path(__file__)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bengine\.(store|indexes|pipeline|queue)\b", line)
+    ]
+    assert offenders == []
+
+
 def test_settings_code_needs_no_type_ignore() -> None:
     settings_code = [ROOT / "proxy" / "settings.py", ROOT / "proxy" / "settings_env.py", ROOT / "memory" / "config.py"]
     settings_code += [ROOT / "adapters" / "config.py", *ROOT.glob("memory/**/config.py")]

@@ -6,39 +6,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from memory.config import MemoryConfig
 from memory.engine import MemoryEngine
-from memory.factory import build_embedder
 from memory.graph.base import StoreUnavailable
 from memory.graph.sqlite.store import SqliteGraphStore
-from memory.vectors.faiss_index import FaissVectorIndex
+from memory.models import Scope
+from memory.recall.presets import get_preset
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
+from tests.memory.conftest import hand_driven
 
 T0 = 1_700_000_000.0
 
 
 async def say(engine: MemoryEngine, text: str, at: float, user: str = "alice") -> tuple[str, ...]:
-    job = WriteJob.for_exchange(
-        engine.scope(user),
+    applied = await engine.remember_exchange(
         [{"id": f"u{at}", "role": "user", "content": text}],
         {"id": f"a{at}", "content": "Noted."},
+        user_id=user,
         timestamp=at,
+        wait=True,
     )
-    applied = await engine.pipeline.submit(job, wait=True)
     assert applied is not None
-    return applied.memory_ids
+    return applied
 
 
 async def residence_holders(engine: MemoryEngine, user: str = "alice") -> list[str]:
-    page = await engine.store.list_memories(engine.scope(user), limit=1000)
+    page = await engine.list(user, limit=1000)
     return sorted(m.metadata["slot_value"] for m in page.items if m.metadata.get("slot") == "residence")
 
 
 async def test_a_move_supersedes_the_old_residence_and_keeps_it_in_history(engine: MemoryEngine) -> None:
     dog, sapporo, _ = await say(engine, "My dog is called Pochi and I live in Sapporo", T0)
-    stored = await engine.store.get_memories(engine.scope("alice"), [dog, sapporo])
+    stored = [await engine.get(memory_id, user_id="alice") for memory_id in (dog, sapporo)]
     assert [(m.metadata["slot"], m.metadata["slot_value"]) for m in stored] == [
         ("pet:dog:name", "Pochi"),
         ("residence", "Sapporo"),
@@ -111,26 +111,21 @@ class Clock:
 
 
 async def test_a_store_outage_longer_than_the_attempt_limit_dead_letters_nothing(tmp_path: Path) -> None:
+    """The write pipeline on its own parts, driven by hand, with the queue's clock moved."""
     config = MemoryConfig(data_dir=tmp_path / "mem")
-    config.data_dir.mkdir(parents=True)
     clock = Clock()
     store = FlakyStore(config.data_dir / "graph.sqlite3")
-    await store.open()
-    embedder = build_embedder(config.embedder)
-    vectors = FaissVectorIndex.open(config.index_dir, dim=embedder.dim, embedder_name=embedder.name)
     queue = DurableQueue(config.queue_path, max_attempts=3, clock=clock)
-    engine = MemoryEngine(config, store=store, embedder=embedder, vectors=vectors, queue=queue)
-    await engine.indexes.start()  # the worker is driven by hand (run_once), not started
-    try:
+    alice = Scope("default", "alice")
+    async with hand_driven(config, store, queue) as parts:
         store.down = True
-        await engine.pipeline.submit(WriteJob.for_memory(engine.scope("alice"), "I live in Sapporo", job_id="j1"))
+        await parts.pipeline.submit(WriteJob.for_memory(alice, "I live in Sapporo", job_id="j1"))
         for _ in range(queue.max_attempts * 5):  # an outage far longer than max_attempts hand-outs
-            assert await engine.pipeline.run_once() == 0
-            clock.now += engine.pipeline.options.retry_after_s
+            assert await parts.pipeline.run_once() == 0
+            clock.now += parts.pipeline.options.retry_after_s
         assert await queue.depth() == 1 and await queue.dead_letter_count() == 0
         store.down = False
-        assert await engine.pipeline.run_once() == 1
+        assert await parts.pipeline.run_once() == 1
         assert await queue.depth() == 0 and await queue.dead_letter_count() == 0
-        assert [h.memory.text for h in await engine.recall("where do I live", user_id="alice")] == ["I live in Sapporo"]
-    finally:
-        await engine.close()
+        hits = await parts.recaller.recall(alice, "where do I live", get_preset(None))
+        assert [h.memory.text for h in hits] == ["I live in Sapporo"]
