@@ -352,16 +352,18 @@ class MemoryEngine(MemoryReader):
         token_budget: int | None = None,
         tenant: str | None = None,
         skip: Callable[[Memory], bool] | None = None,
+        at: float | None = None,
     ) -> list[RecalledMemory]:
         """The ``top_k`` memories most relevant to ``query``, best first. ``preset``: None = ``config.recall_preset``;
         ``token_budget``: the recalled texts' estimated tokens at most (a memory that does not fit is skipped and
-        the next one tried; None = the preset's); ``skip``: memories to leave out (see :meth:`Recaller.recall`)."""
+        the next one tried; None = the preset's); ``skip``: memories to leave out (see :meth:`Recaller.recall`);
+        ``at``: the time the query is asked at (None: now), for the periods it names and recency."""
         overrides: dict[str, Any] = {"top_k": top_k}
         if token_budget is not None:
             overrides["token_budget"] = token_budget
         chosen = get_preset(preset or self.config.recall_preset).with_overrides(**overrides)
         scope = self.scope(user_id, tenant)
-        hits = await self.recaller.recall(scope, query, chosen, skip=skip)
+        hits = await self.recaller.recall(scope, query, chosen, skip=skip, at=at)
         if hits:  # bookkeeping for importance / promotion; never on the caller's path
             self._tasks.spawn(self._record_use(scope, [h.memory.id for h in hits]), "memory-record-use")
         return hits

@@ -40,6 +40,8 @@ class RecallPlan:
     preset: str | None
     """None: the engine's default preset."""
     token_budget: int
+    at: float | None = None
+    """When the chat happens (a past exchange being imported: its time); None = now."""
 
 
 @dataclass(slots=True)
@@ -99,7 +101,7 @@ class ChatMemory:
 
     def plan(self, controls: MemoryControls) -> RecallPlan:
         top_k = self.settings.top_k if controls.top_k is None else controls.top_k
-        return RecallPlan(top_k, controls.preset, self.settings.token_budget)
+        return RecallPlan(top_k, controls.preset, self.settings.token_budget, controls.timestamp)
 
     @property
     def anticipates(self) -> bool:
@@ -169,7 +171,7 @@ class ChatMemory:
             return []
         return await engine.recall(
             query, identity.user, top_k, preset=plan.preset, token_budget=plan.token_budget, tenant=identity.tenant,
-            skip=skip,
+            skip=skip, at=plan.at,
         )  # fmt: skip
 
     async def _recall_into(self, engine: MemoryEngine, identity: Identity, prepared: PreparedChat) -> None:
@@ -282,17 +284,29 @@ class ChatMemory:
         self.log.put(next_turn.digest, block, NEXT_SLOT)
 
     def remember_exchange(
-        self, identity: Identity, messages: Sequence[Mapping[str, Any]], answer: str, answer_id: str | None
+        self,
+        identity: Identity,
+        messages: Sequence[Mapping[str, Any]],
+        answer: str,
+        answer_id: str | None,
+        at: float | None = None,
     ) -> None:
-        """Queue the finished exchange durably, in the background: the response is never delayed by it."""
+        """Queue the finished exchange durably, in the background: the response is never delayed by it. ``at``:
+        when it happened (None: now)."""
         if not self._memory.enabled or not answer.strip():
             return
-        task = asyncio.get_running_loop().create_task(self._queue_exchange(identity, messages, answer, answer_id))
+        work = self._queue_exchange(identity, messages, answer, answer_id, at)
+        task = asyncio.get_running_loop().create_task(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
     async def _queue_exchange(
-        self, identity: Identity, messages: Sequence[Mapping[str, Any]], answer: str, answer_id: str | None
+        self,
+        identity: Identity,
+        messages: Sequence[Mapping[str, Any]],
+        answer: str,
+        answer_id: str | None,
+        at: float | None,
     ) -> None:
         digests = turn_digests(identity.scope, messages)
         with_ids = [
@@ -310,7 +324,7 @@ class ChatMemory:
         try:
             await self._memory.engine().remember_exchange(
                 with_ids, {"id": message_id(answered), "content": answer}, user_id=identity.user,
-                tenant=identity.tenant, conversation_id=identity.conversation_id, job_id=job_id,
+                tenant=identity.tenant, conversation_id=identity.conversation_id, timestamp=at, job_id=job_id,
             )  # fmt: skip
             self.stats.queued_writes += 1
         except Exception:

@@ -3,20 +3,27 @@ object (taken out of the body before it goes upstream). The body wins over heade
 a bad value is a 400 that changes nothing.
 
 Headers: ``X-Memproxy-Memory: off`` (no recall, no write), ``X-Memproxy-Recall: on|off``,
-``X-Memproxy-Write: on|off``, ``X-Memproxy-Top-K: <0..100>``, ``X-Memproxy-Preset: <name>``.
-Body: ``"memproxy": {"recall": bool, "write": bool, "top_k": int, "preset": str}``.
+``X-Memproxy-Write: on|off``, ``X-Memproxy-Top-K: <0..100>``, ``X-Memproxy-Preset: <name>``,
+``X-Memproxy-Timestamp: <ISO 8601 or UNIX seconds>`` (when the exchange happened, for importing past conversations;
+trusted and admin keys only, checked by the chat service).
+Body: ``"memproxy": {"recall": bool, "write": bool, "top_k": int, "preset": str, "timestamp": str | number}``.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from memory import PRESETS
 from proxy.errors import InvalidRequestError
 
 BODY_KEY = "memproxy"
+FUTURE_TOLERANCE_S = 300.0
+"""A timestamp may be this far ahead of the proxy's clock (clients' clocks drift); further is refused."""
 MAX_TOP_K = 100
 _SWITCH = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 
@@ -28,6 +35,8 @@ class MemoryControls:
     top_k: int | None = None
     """None = the configured default."""
     preset: str | None = None
+    timestamp: float | None = None
+    """When the exchange happened (UNIX seconds); None = now."""
 
 
 def read_controls(headers: Mapping[str, str], payload: dict[str, Any]) -> MemoryControls:
@@ -44,6 +53,8 @@ def read_controls(headers: Mapping[str, str], payload: dict[str, Any]) -> Memory
         controls = replace(controls, top_k=_top_k(value.strip(), "X-Memproxy-Top-K"))
     if (value := headers.get("x-memproxy-preset")) is not None:
         controls = replace(controls, preset=_preset(value.strip(), "X-Memproxy-Preset"))
+    if (value := headers.get("x-memproxy-timestamp")) is not None:
+        controls = replace(controls, timestamp=_timestamp(value.strip(), "X-Memproxy-Timestamp"))
     if BODY_KEY in payload:
         controls = _from_body(payload.pop(BODY_KEY), controls)
     return controls
@@ -52,7 +63,7 @@ def read_controls(headers: Mapping[str, str], payload: dict[str, Any]) -> Memory
 def _from_body(raw: Any, controls: MemoryControls) -> MemoryControls:
     if not isinstance(raw, dict):
         raise InvalidRequestError("'memproxy' must be an object.", param=BODY_KEY)
-    unknown = set(raw) - {"recall", "write", "top_k", "preset"}
+    unknown = set(raw) - {"recall", "write", "top_k", "preset", "timestamp"}
     if unknown:
         raise InvalidRequestError(
             f"Unknown field(s) in 'memproxy': {', '.join(sorted(unknown))}.", param=f"{BODY_KEY}.{sorted(unknown)[0]}"
@@ -71,6 +82,13 @@ def _from_body(raw: Any, controls: MemoryControls) -> MemoryControls:
         if not isinstance(raw["preset"], str):
             raise InvalidRequestError("'memproxy.preset' must be a string.", param=f"{BODY_KEY}.preset")
         controls = replace(controls, preset=_preset(raw["preset"], f"{BODY_KEY}.preset"))
+    if "timestamp" in raw:
+        value = raw["timestamp"]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InvalidRequestError(
+                "'memproxy.timestamp' must be an ISO 8601 time or UNIX seconds.", param=f"{BODY_KEY}.timestamp"
+            )
+        controls = replace(controls, timestamp=_timestamp(str(value), f"{BODY_KEY}.timestamp"))
     return controls
 
 
@@ -85,6 +103,23 @@ def _top_k(value: str, where: str) -> int:
     if not value.isdigit() or int(value) > MAX_TOP_K:
         raise InvalidRequestError(f"{where} must be an integer from 0 to {MAX_TOP_K}.", param=where)
     return int(value)
+
+
+def _timestamp(value: str, where: str) -> float:
+    """UNIX seconds, or an ISO 8601 time (UTC when it names no zone); not in the future."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequestError(f"{where} must be an ISO 8601 time or UNIX seconds.", param=where) from None
+        seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidRequestError(f"{where} must be an ISO 8601 time or UNIX seconds.", param=where)
+    if seconds > time.time() + FUTURE_TOLERANCE_S:
+        raise InvalidRequestError(f"{where} is in the future.", param=where)
+    return seconds
 
 
 def _preset(value: str, where: str) -> str:

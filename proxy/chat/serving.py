@@ -28,6 +28,7 @@ from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame
 from proxy.errors import (
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
@@ -110,6 +111,11 @@ class ChatCompletionsService:
         payload, request = parse_chat_request(raw_body)
         identity = resolve_identity(key, request.user, headers, self._rules)
         controls = read_controls(headers, payload)
+        if controls.timestamp is not None and not (key.trusted or key.admin):
+            raise PermissionDeniedError(
+                "Only a trusted or admin key may say when an exchange happened (X-Memproxy-Timestamp).",
+                param="X-Memproxy-Timestamp",
+            )
         self._metrics.phase("identity", time.perf_counter() - started)
         if not request.model:
             payload["model"] = self._default_model
@@ -214,7 +220,8 @@ class ChatCompletionsService:
         """A complete answer: remember the exchange, and prefill the next turn's anticipated memories (both in the
         background; the response is not held for either)."""
         if exchange.prepared.remember:
-            self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id)
+            at = exchange.prepared.plan.at
+            self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id, at)
         self.prefill.after_answer(exchange, answer)
 
     async def _relay(
