@@ -14,6 +14,7 @@ from memory.metadata_keys import RESERVED_METADATA, is_core, is_pinned, reserved
 from memory.models import Entity, GraphHit, Memory, MemoryKind, Page, RelationType, Relationship, Scope
 from memory.recall.presets import PRESETS, RecallPreset
 from memory.reader import MemoryReader
+from memory.recall.rankers import estimate_tokens
 from memory.recall.recall import RecalledMemory
 from memory.scheduler import RetentionPeriod
 
@@ -44,6 +45,7 @@ __all__ = [
     "SchedulerConfig",
     "Scope",
     "StoreUnavailable",
+    "estimate_tokens",
     "export_memory",
     "is_core",
     "is_pinned",

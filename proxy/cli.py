@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     latency = benches.add_parser("latency", help="recall() p50/p95 for users of 1k/10k/100k memories, 1M in store")
     add_latency_arguments(latency)
+    from proxy.bench.chat_recall import add_arguments as add_chat_recall_arguments
+
+    chat_recall = benches.add_parser(
+        "chat-recall", help="what reaches the prompt: a LoCoMo-schema file replayed as assistant chats through the proxy"
+    )
+    add_chat_recall_arguments(chat_recall)
     from proxy.bench.prefix_cache import add_arguments as add_prefix_cache_arguments
 
     prefix_cache = benches.add_parser("prefix-cache", help="vLLM prefix-cache hits per turn: memproxy vs naive layout")

@@ -22,6 +22,7 @@ fence itself cannot be closed from inside a memory.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -160,21 +161,33 @@ def join_blocks(*blocks: str) -> str:
 
 def quoted_texts(text: str) -> set[str]:
     """The memory texts (as rendered: clipped) inside the memproxy blocks of ``text``; anything else is ignored."""
-    found: set[str] = set()
-    inside = False
+    return {memory for _, memory in shown_memories(text)}
+
+
+def shown_memories(text: str) -> list[tuple[str, str]]:
+    """``("core" | "recalled", memory text as rendered)`` for each memory in the memproxy blocks of ``text``, in
+    the order shown."""
+    found: list[tuple[str, str]] = []
+    block: str | None = None
     for line in text.splitlines():
         if line in (CORE_OPEN, RECALL_OPEN):
-            inside = True
+            block = "core" if line == CORE_OPEN else "recalled"
         elif line in (CORE_CLOSE, RECALL_CLOSE):
-            inside = False
-        elif inside and line.startswith('- "'):
+            block = None
+        elif block is not None and line.startswith('- "'):
             try:
                 value, _ = _DECODER.raw_decode(line, 2)
             except ValueError:
                 continue
             if isinstance(value, str):
-                found.add(value)
+                found.append((block, value))
     return found
+
+
+def blocks_of(text: str) -> list[str]:
+    """The memproxy blocks in ``text``, each from its opening to its closing tag."""
+    pattern = rf"(?:{re.escape(CORE_OPEN)}.*?{re.escape(CORE_CLOSE)}|{re.escape(RECALL_OPEN)}.*?{re.escape(RECALL_CLOSE)})"
+    return re.findall(pattern, text, flags=re.DOTALL)
 
 
 def anticipation_query(messages: Sequence[Mapping[str, Any]], answer: str) -> str:

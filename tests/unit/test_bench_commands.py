@@ -71,3 +71,26 @@ def test_throughput_compares_memory_on_and_off() -> None:
     assert set(on["memory_statuses"]) == {"ok"} and on["recalled_mean"] > 0
     assert set(off["memory_statuses"]) == {"off"}
     assert report["write_queue_depth_at_end"] >= 0
+
+
+def test_chat_recall_replays_a_conversation_and_scores_the_prompts(tmp_path: Path) -> None:
+    """Two short sessions replayed as chats through a real proxy (both sides, both modes), then the questions."""
+    from tests.unit.test_chat_replay import SAMPLE
+
+    dataset = tmp_path / "sample.json"
+    dataset.write_text(json.dumps([SAMPLE]))
+    result = bench("chat-recall", "--dataset", str(dataset), "--json", "--data-dir", str(tmp_path / "kept"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"replay", "noisy"}
+    for row in report.values():
+        assert row["questions"] == 3 and row["exchanges"] == 6
+        assert set(row["memory_statuses"]) == {"ok"}
+        assert 0 <= row["evidence_in_prompt"] <= 1 and row["injected_tokens_per_chat"] > 0
+        assert set(row["by_category"]) == {"1", "4"} and row["echoes"] >= 0
+    again = bench(
+        "chat-recall", "--dataset", str(dataset), "--json", "--assistant", "replay", "--questions-only",
+        "--data-dir", str(tmp_path / "kept"),
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["replay"]["questions"] == 3
