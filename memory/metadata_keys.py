@@ -9,8 +9,9 @@ from typing import Any
 from memory.graph.base import CORE_SINCE, core_since
 from memory.models import Memory
 from memory.scheduler import CORE, CORE_LEFT_AT, DECAY, PINNED
+from memory.writes.extraction import REPLIED_TO
 
-RESERVED_METADATA = frozenset({CORE, CORE_SINCE, CORE_LEFT_AT, DECAY, "slot", "slot_value"})
+RESERVED_METADATA = frozenset({CORE, CORE_SINCE, CORE_LEFT_AT, DECAY, "slot", "slot_value", REPLIED_TO})
 """Not shown by :func:`user_metadata`, and refused in a caller's metadata (:func:`reserved_keys`)."""
 
 

@@ -201,36 +201,56 @@ def is_core(metadata: Mapping[str, Any]) -> bool:
     return core_since(metadata) is not None
 
 
+PROFILE_SLOTS = frozenset(
+    {"name", "residence", "occupation", "employer", "age", "partner", "pet", "family", "diet", "allergy", "language",
+     "birthday", "condition"}
+)  # fmt: skip
+"""Slots (their first part) that say who the user is: such a fact is a core candidate without waiting to be
+recalled ``core_min_uses`` times, so it is in every chat."""
+
+
+def is_profile(metadata: Mapping[str, Any]) -> bool:
+    slot = metadata.get("slot")
+    return isinstance(slot, str) and slot.split(":", 1)[0] in PROFILE_SLOTS
+
+
 def is_candidate(row: MemoryUsage, at: float, config: SchedulerConfig) -> bool:
     if row.metadata.get(CORE) == UNPINNED:
         return False
     left = row.metadata.get(CORE_LEFT_AT)
     if isinstance(left, int | float) and at - left < config.core_cooldown_s:
         return False
-    return row.use_count >= config.core_min_uses and row.importance >= config.core_min_importance
+    used = row.use_count >= config.core_min_uses or is_profile(row.metadata)
+    return used and row.importance >= config.core_min_importance
 
 
-def rank(row: MemoryUsage) -> float:
-    return row.importance * math.log1p(row.use_count)
+def rank(row: MemoryUsage, config: SchedulerConfig) -> float:
+    """How strongly a memory belongs in core memory: importance, and use (a profile fact counts as used enough)."""
+    uses = max(row.use_count, config.core_min_uses) if is_profile(row.metadata) else row.use_count
+    return row.importance * math.log1p(uses)
 
 
 def plan_core(
     members: list[MemoryUsage], candidates: list[MemoryUsage], config: SchedulerConfig
 ) -> tuple[list[str], list[str]]:
     """(ids to promote, ids to demote) for one user."""
-    weakest_first = sorted((m for m in members if m.metadata.get(CORE) != PINNED), key=lambda m: (rank(m), m.id))
+    weakest_first = sorted(
+        (m for m in members if m.metadata.get(CORE) != PINNED), key=lambda m: (rank(m, config), m.id)
+    )
     size = len(members)
     demote: list[str] = []
     while size > config.core_max and weakest_first:
         demote.append(weakest_first.pop(0).id)
         size -= 1
     promote: list[str] = []
-    for candidate in sorted(candidates, key=lambda c: (-rank(c), c.id)):
+    for candidate in sorted(candidates, key=lambda c: (-rank(c, config), c.id)):
         if len(promote) >= config.core_promotions_per_run:
             break
         if size < config.core_max:
             size += 1
-        elif weakest_first and rank(candidate) > rank(weakest_first[0]) * (1 + config.core_swap_margin):
+        elif weakest_first and rank(candidate, config) > rank(weakest_first[0], config) * (
+            1 + config.core_swap_margin
+        ):
             demote.append(weakest_first.pop(0).id)
         else:
             break  # candidates come strongest first: none of the rest gets in either

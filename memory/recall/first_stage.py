@@ -8,12 +8,16 @@ candidate takes about a millisecond off every recall at 100k memories.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from memory.recall import rankers
 from memory.recall.presets import Weights
+
+
+SourceWeights = Callable[[Sequence[str]], np.ndarray]
+"""Memory ids → each one's share of its score for whose words it holds (see :mod:`memory.recall.sources`)."""
 
 
 class FirstStage:
@@ -24,10 +28,13 @@ class FirstStage:
         *,
         dense_floor: float,
         weights: Weights,
+        sources: SourceWeights | None = None,
     ) -> None:
         """``dense_hits``: (id, cosine similarity); ``lexical_hits``: (id, BM25 score > 0). Dense is mapped onto 0..1
-        above ``dense_floor``; lexical is scaled by the best score."""
+        above ``dense_floor``; lexical is scaled by the best score. ``sources`` scales each candidate's score, before
+        graph seeds and episodes are read off the scores (None: every candidate in full)."""
         self.weights = weights
+        self._sources = sources
         self.ids: list[str] = [memory_id for memory_id, _ in dense_hits]
         self.row: dict[str, int] = {memory_id: row for row, memory_id in enumerate(self.ids)}
         extra = [memory_id for memory_id, _ in lexical_hits if memory_id not in self.row]
@@ -48,7 +55,13 @@ class FirstStage:
                 self.lexical[rows] = np.maximum(values, 0.0) / top
         self.graph = np.zeros(n, dtype=np.float64)
         self.episode = np.zeros(n, dtype=np.float64)
-        self.score = weights.dense * self.dense + weights.lexical * self.lexical
+        self.source = self._weigh(self.ids)
+        self._raw = weights.dense * self.dense + weights.lexical * self.lexical
+
+    @property
+    def score(self) -> np.ndarray:
+        """The weighted signals, times the source's share."""
+        return self._raw * self.source
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,11 +70,12 @@ class FirstStage:
         """Rows of the ``k`` best scores, best first."""
         if k <= 0 or not self.ids:
             return []
+        score = self.score
         if k < len(self.ids):
-            rows = np.argpartition(-self.score, k - 1)[:k]
+            rows = np.argpartition(-score, k - 1)[:k]
         else:
             rows = np.arange(len(self.ids))
-        return rows[np.argsort(-self.score[rows], kind="stable")].tolist()
+        return rows[np.argsort(-score[rows], kind="stable")].tolist()
 
     def add_graph(self, reached: Mapping[str, float], seed_score: float) -> None:
         """Memories reached from the seeds through edges of ``strength``: each inherits relevance from the best seed
@@ -74,21 +88,22 @@ class FirstStage:
                 self.row[memory_id] = len(self.ids)
                 self.ids.append(memory_id)
             pad = np.zeros(len(new), dtype=np.float64)
-            self.dense, self.lexical, self.graph, self.episode, self.score = (
+            self.dense, self.lexical, self.graph, self.episode, self._raw = (
                 np.concatenate([column, pad])
-                for column in (self.dense, self.lexical, self.graph, self.episode, self.score)
+                for column in (self.dense, self.lexical, self.graph, self.episode, self._raw)
             )
+            self.source = np.concatenate([self.source, self._weigh(new)])
         rows = np.fromiter((self.row[m] for m in reached), dtype=np.int64, count=len(reached))
         strength = np.fromiter(reached.values(), dtype=np.float64, count=len(reached))
         inherited = np.minimum(1.0, strength) * min(1.0, seed_score)
         before = self.graph[rows]
         self.graph[rows] = np.maximum(before, inherited)
-        self.score[rows] += self.weights.graph * (self.graph[rows] - before)
+        self._raw[rows] += self.weights.graph * (self.graph[rows] - before)
 
     def add_episodes(self, times: np.ndarray, gap_s: float) -> None:
         """The episode signal from the candidates' times (see :func:`rankers.episode_best`)."""
         self.episode = rankers.episode_best(self.score, times, gap_s)
-        self.score = self.score + self.weights.episode * self.episode
+        self._raw = self._raw + self.weights.episode * self.episode
 
     def candidate(self, row: int) -> rankers.Candidate:
         return rankers.Candidate(
@@ -99,3 +114,8 @@ class FirstStage:
             episode=float(self.episode[row]),
             score=float(self.score[row]),
         )
+
+    def _weigh(self, ids: Sequence[str]) -> np.ndarray:
+        if self._sources is None or not ids:
+            return np.ones(len(ids), dtype=np.float64)
+        return np.asarray(self._sources(ids), dtype=np.float64)

@@ -9,9 +9,13 @@ from collections import defaultdict
 
 from memory.graph.base import GraphStore
 from memory.models import Change, ChangeOp, Memory, Scope, now
-from memory.recall.lexical import LexicalIndex
+from memory.recall.lexical import LexicalIndex, LexicalItem
+from memory.recall.slot_questions import slot_tags
+from memory.recall.sources import kind_of
 from memory.vectors.base import VectorIndex
 from memory.vectors.sync import apply_changes
+from memory.writes.extraction import REPLIED_TO
+from memory.writes.slots import slot_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,16 @@ class DerivedIndexes:
             self._lexical.drop_scope(scope)
 
 
-def _lexical_item(memory: Memory) -> tuple[str, str, float]:
-    """What the lexical index keeps of a memory: its text, and its time for recall's episode signal."""
-    return memory.id, memory.text, memory.event_time if memory.event_time is not None else memory.created_at
+def _lexical_item(memory: Memory) -> LexicalItem:
+    """What the lexical index keeps of a memory: its text, what it replied to as context, its time for recall's
+    episode signal and whose words it holds."""
+    replied_to = memory.metadata.get(REPLIED_TO)
+    slot = slot_of(memory.metadata)
+    return LexicalItem(
+        memory.id,
+        memory.text,
+        memory.event_time if memory.event_time is not None else memory.created_at,
+        context=replied_to if isinstance(replied_to, str) else "",
+        kind=kind_of(memory),
+        tags=slot_tags(slot.key) if slot is not None else (),
+    )

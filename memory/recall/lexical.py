@@ -19,6 +19,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,6 +78,23 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+CONTEXT_TF = 0.3
+"""A word of a memory's context counts this much of a word of its own text."""
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalItem:
+    """What the lexical index keeps of one memory (see :meth:`LexicalIndex.add`)."""
+
+    memory_id: str
+    text: str
+    at: float | None
+    context: str = ""
+    kind: int = 0
+    tags: tuple[str, ...] = ()
+    """Terms no text produces (a slot's tags, see :mod:`memory.recall.slot_questions`)."""
+
+
 class _Postings:
     """One term's postings in compact typed arrays (4 + 4 bytes a posting; Python lists of int and float objects
     cost about 70). Searches read them through zero-copy numpy views that live only for the search."""
@@ -103,6 +121,7 @@ class _Partition:
         self._lengths = np.zeros(64, dtype=np.float32)
         self._alive = np.zeros(64, dtype=bool)
         self._times = np.full(64, np.nan, dtype=np.float64)
+        self._kinds = np.zeros(64, dtype=np.int8)
         self.postings: dict[str, _Postings] = {}
         self.live_count = 0
         self.total_length = 0.0
@@ -119,10 +138,13 @@ class _Partition:
     def times(self) -> np.ndarray:
         return self._times[: len(self.ids)]
 
-    def add(self, memory_id: str, text: str, at: float | None = None) -> None:
-        self.add_counts(memory_id, Counter(tokenize(text)), at)
+    @property
+    def kinds(self) -> np.ndarray:
+        return self._kinds[: len(self.ids)]
 
-    def add_counts(self, memory_id: str, counts: Counter[str] | dict[str, float], at: float | None = None) -> None:
+    def add_counts(
+        self, memory_id: str, counts: Counter[str] | dict[str, float], at: float | None = None, kind: int = 0
+    ) -> None:
         if memory_id in self.slot:
             self.remove(memory_id)
         doc = len(self.ids)
@@ -130,12 +152,14 @@ class _Partition:
             self._lengths = np.concatenate([self._lengths, np.zeros(doc, dtype=np.float32)])
             self._alive = np.concatenate([self._alive, np.zeros(doc, dtype=bool)])
             self._times = np.concatenate([self._times, np.full(doc, np.nan, dtype=np.float64)])
+            self._kinds = np.concatenate([self._kinds, np.zeros(doc, dtype=np.int8)])
         self.ids.append(memory_id)
         self.slot[memory_id] = doc
         length = float(sum(counts.values()))
         self._lengths[doc] = length
         self._alive[doc] = True
         self._times[doc] = np.nan if at is None else at
+        self._kinds[doc] = kind
         self.live_count += 1
         self.total_length += length
         for term, tf in counts.items():
@@ -171,17 +195,25 @@ class LexicalIndex:
         self.b = b
         self._partitions: dict[Scope, _Partition] = {}
 
-    def add(self, scope: Scope, memory_id: str, text: str, at: float | None = None) -> None:
-        """Index (or re-index) one memory; ``at`` is its time (event time, else creation time), None if unknown."""
+    def add(self, scope: Scope, memory_id: str, text: str, at: float | None = None, *, context: str = "",
+            kind: int = 0, tags: Sequence[str] = ()) -> None:  # fmt: skip
+        """Index (or re-index) one memory; ``at`` is its time (event time, else creation time), None if unknown.
+        ``context``: text that says what the memory is about without being it (what a reply replied to): its words
+        count ``CONTEXT_TF`` of a word of the text. ``kind``: a small number recall weighs the memory by (see
+        :meth:`kinds`)."""
         partition = self._partitions.get(scope)
         if partition is None:
             partition = self._partitions[scope] = _Partition()
-        partition.add(memory_id, text, at)
+        counts: dict[str, float] = dict(Counter(tokenize(text)))
+        for term in tokenize(context):
+            counts[term] = counts.get(term, 0.0) + CONTEXT_TF
+        for tag in tags:
+            counts[tag] = 1.0
+        partition.add_counts(memory_id, counts, at, kind)
 
-    def add_many(self, scope: Scope, items: Iterable[tuple[str, str, float | None]]) -> None:
-        """(memory id, text, time) triples."""
-        for memory_id, text, at in items:
-            self.add(scope, memory_id, text, at)
+    def add_many(self, scope: Scope, items: Iterable[LexicalItem]) -> None:
+        for item in items:
+            self.add(scope, item.memory_id, item.text, item.at, context=item.context, kind=item.kind, tags=item.tags)
 
     def remove(self, scope: Scope, memory_ids: Sequence[str]) -> None:
         partition = self._partitions.get(scope)
@@ -201,19 +233,26 @@ class LexicalIndex:
 
     def times(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
         """The memories' times (UNIX seconds), NaN where unknown or not indexed."""
+        return self._column(scope, memory_ids, "times", np.nan)
+
+    def kinds(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
+        """The memories' kinds as indexed (0 where not indexed)."""
+        return self._column(scope, memory_ids, "kinds", 0).astype(np.int8)
+
+    def _column(self, scope: Scope, memory_ids: Sequence[str], name: str, missing: float) -> np.ndarray:
         partition = self._partitions.get(scope)
         if partition is None or not partition.ids or not memory_ids:
-            return np.full(len(memory_ids), np.nan, dtype=np.float64)
+            return np.full(len(memory_ids), missing, dtype=np.float64)
         slot = partition.slot
         docs = np.fromiter((slot.get(memory_id, -1) for memory_id in memory_ids), dtype=np.int64, count=len(memory_ids))
-        return np.where(docs >= 0, partition.times[docs], np.nan)  # -1 reads the last slot; masked out
+        return np.where(docs >= 0, getattr(partition, name)[docs], missing)  # -1 reads the last slot; masked out
 
-    def search(self, scope: Scope, query: str, k: int) -> list[tuple[str, float]]:
-        """Up to k (memory id, BM25 score > 0) of the scope, best first."""
+    def search(self, scope: Scope, query: str, k: int, *, tags: Sequence[str] = ()) -> list[tuple[str, float]]:
+        """Up to k (memory id, BM25 score > 0) of the scope, best first; ``tags`` are searched for too."""
         partition = self._partitions.get(scope)
         if partition is None or partition.live_count == 0 or k <= 0:
             return []
-        terms = set(tokenize(query))
+        terms = set(tokenize(query)).union(tags)
         if not terms:
             return []
         n_docs = len(partition.ids)
@@ -257,6 +296,7 @@ class LexicalIndex:
         per_doc: dict[int, dict[str, float]] = {}
         alive = old.alive
         times = old.times
+        kinds = old.kinds
         for term, postings in old.postings.items():
             for doc, tf in zip(postings.docs, postings.tfs, strict=True):
                 if alive[doc]:
@@ -265,5 +305,5 @@ class LexicalIndex:
         for doc, memory_id in enumerate(old.ids):
             if alive[doc]:
                 at = float(times[doc])
-                fresh.add_counts(memory_id, per_doc.get(doc, {}), None if math.isnan(at) else at)
+                fresh.add_counts(memory_id, per_doc.get(doc, {}), None if math.isnan(at) else at, int(kinds[doc]))
         self._partitions[scope] = fresh

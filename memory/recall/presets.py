@@ -20,6 +20,9 @@ class Weights:
     :mod:`memory.recall.query_cues`)."""
     speaker: float = 0.5
     """The memory's speaker (conversation turns) is named in the query."""
+    slot: float = 1.0
+    """The memory holds a slot the query asks about ("Where do I live now?", see
+    :mod:`memory.recall.slot_questions`)."""
     recency: float = 0.05
     importance: float = 0.05
     use: float = 0.02
@@ -52,6 +55,11 @@ class RecallPreset:
     """1.0 = pure relevance; lower trades relevance for diversity (near-duplicates pushed down)."""
     token_budget: int = 1500
     """Upper bound on the recalled memories' tokens (estimated); 0 = unlimited."""
+    assistant_weight: float = 0.3
+    """The share of its score a memory of the assistant's words keeps, unless the query asks about them (see
+    :mod:`memory.recall.sources`)."""
+    question_weight: float = 0.5
+    """The share of its score a question the user asked keeps."""
 
     def with_overrides(self, **changes: Any) -> RecallPreset:
         return replace(self, **changes)

@@ -23,6 +23,7 @@ class Candidate:
     episode: float = 0.0
     time: float = 0.0
     speaker: float = 0.0
+    slot: float = 0.0
     recency: float = 0.0
     importance: float = 0.0
     use: float = 0.0
@@ -64,6 +65,7 @@ def final_score(candidate: Candidate, weights: Weights) -> float:
         first_stage_score(candidate, weights)
         + weights.time * candidate.time
         + weights.speaker * candidate.speaker
+        + weights.slot * candidate.slot
         + weights.recency * candidate.recency
         + weights.importance * candidate.importance
         + weights.use * candidate.use

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
 from memory.models import Memory, Scope, now
-from memory.recall import rankers
+from memory.recall import rankers, sources
 from memory.recall.first_stage import FirstStage
 from memory.recall.lexical import LexicalIndex, tokenize
 from memory.recall.presets import RecallPreset
 from memory.recall.query_cues import named_speakers, time_windows
+from memory.recall.slot_questions import asked_slots, holds_asked
 from memory.vectors.base import VectorIndex
 
 MMR_POOL_FACTOR = 2
@@ -59,14 +60,23 @@ class Recaller:
         embedding = asyncio.ensure_future(self._embedder.embed_one(query))
         try:
             await asyncio.sleep(0)  # the embedding task hands its work to the embedder's thread before BM25 runs
-            lexical_hits = self._lexical.search(scope, query, preset.lexical_k)
+            asked = asked_slots(query) if preset.weights.slot else ()
+            lexical_hits = self._lexical.search(scope, query, preset.lexical_k, tags=asked)
             query_vector = await embedding
         except BaseException:
             embedding.cancel()
             raise
         dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
 
-        first = FirstStage(dense_hits, lexical_hits, dense_floor=preset.dense_floor, weights=preset.weights)
+        asks_assistant = sources.about_assistant(query)
+        by_kind = sources.kind_weights(
+            assistant_weight=preset.assistant_weight, question_weight=preset.question_weight,
+            about_assistant=asks_assistant,
+        )  # fmt: skip
+        first = FirstStage(
+            dense_hits, lexical_hits, dense_floor=preset.dense_floor, weights=preset.weights,
+            sources=lambda ids: by_kind[self._lexical.kinds(scope, ids)],
+        )  # fmt: skip
         if preset.graph_seeds > 0 and len(first):
             seeds = first.best(preset.graph_seeds)
             reached = await self._store.neighbours(
@@ -86,6 +96,7 @@ class Recaller:
             if preset.weights.speaker
             else set()
         )
+        query_tokens = set(tokenize(query))
         scored: list[rankers.Candidate] = []
         for candidate in shortlist:
             memory = memories.get(candidate.memory_id)
@@ -95,13 +106,16 @@ class Recaller:
                 continue
             if skip is not None and skip(memory):
                 continue
+            if memory.metadata.get(sources.QUESTION) is True and sources.echoes(tokenize(memory.text), query_tokens):
+                continue  # the user asking this before: never the answer to itself
             when = memory.event_time or memory.created_at
             candidate.time = float(any(window.matches(when) for window in windows))
             candidate.speaker = float(memory.metadata.get("speaker") in speakers)
+            candidate.slot = float(holds_asked(memory.metadata.get("slot"), asked))
             candidate.recency = rankers.recency(when, at, preset.recency_half_life_days)
             candidate.importance = memory.importance
             candidate.use = rankers.use_signal(memory.use_count)
-            candidate.score = rankers.final_score(candidate, preset.weights)
+            candidate.score = rankers.final_score(candidate, preset.weights) * by_kind[sources.kind_of(memory)]
             scored.append(candidate)
         scored.sort(key=lambda c: c.score, reverse=True)
         if preset.mmr_lambda < 1.0:
@@ -109,7 +123,8 @@ class Recaller:
             pool = scored[: MMR_POOL_FACTOR * preset.top_k]
             for candidate in pool:
                 candidate.tokens = frozenset(tokenize(memories[candidate.memory_id].text))
-            chosen = rankers.mmr(pool, preset.top_k, preset.mmr_lambda)
+            # MMR decides which memories; they come back in the order of the score that ranked them.
+            chosen = sorted(rankers.mmr(pool, preset.top_k, preset.mmr_lambda), key=lambda c: c.score, reverse=True)
         else:
             chosen = scored[: preset.top_k]
         for candidate in chosen:
@@ -126,6 +141,7 @@ class Recaller:
                     "episode": c.episode,
                     "time": c.time,
                     "speaker": c.speaker,
+                    "slot": c.slot,
                     "recency": c.recency,
                     "importance": c.importance,
                     "use": c.use,

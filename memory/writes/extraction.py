@@ -30,6 +30,14 @@ __all__ = [
     "find_entities",
 ]
 
+ROLE = "role"
+"""A turn's metadata: whose it is, ``"user"`` or ``"assistant"``."""
+QUESTION = "question"
+"""A user turn's metadata: the turn only asks (see :func:`is_question`)."""
+REPLIED_TO = "replied_to"
+"""A user turn's metadata: the start of the assistant message it answered (what a bare "yes, I'll try it" means)."""
+FACT_IMPORTANCE = 0.8
+"""At least this important: a fact the user states about themselves (a slot clause of their turn)."""
 _OFF_LOOP_CHARS = 4_000
 """Above this much text, the deterministic extractor runs in a worker thread instead of on the event loop."""
 
@@ -114,8 +122,10 @@ class DeterministicExtractor(Extractor):
     """No model needed. For an ``"exchange"`` job, the newest user turn and the assistant's answer each become an
     episodic memory — text ``"<speaker>: <content>"`` (the message's ``name`` if given, else ``User`` /
     ``Assistant``), provenance = that message's id, event time = the exchange's timestamp — joined by a LEADS_TO
-    edge; a user turn stating slots is split into clauses first (see :func:`_user_turn`), and a memory stating a
-    slot carries it (:func:`memory.writes.slots.with_slot`). For a ``"memory"`` job, the given text becomes one
+    edge; a user turn stating slots is split into clauses first (see :func:`_user_turn`), and a clause stating a
+    slot is a fact memory that carries it (:func:`memory.writes.slots.with_slot`; importance at least
+    ``FACT_IMPORTANCE``). A user turn that only asks is marked ``question``, and a user turn keeps the start of the
+    message it replied to (``replied_to``). For a ``"memory"`` job, the given text becomes one
     memory with the given fields (and its slot, if it states exactly one). Empty turns leave
     nothing; system and developer prompts are never memories. Importance: :func:`episode_importance`."""
 
@@ -149,6 +159,21 @@ _LIKES = re.compile(
 )
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7a3]")
 _QUESTION_END = re.compile(r"(?:[?？]|か[。．]?|吗|呢|까)\s*$")
+_SENTENCES = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+_FILLER_WORDS = 3
+"""A sentence this short beside a question ("Wow!", "Hey Bo,") does not make the turn a statement."""
+
+
+def _importance(content: str, role: str, entity_count: int, stated: bool) -> float:
+    importance = episode_importance(content, role, entity_count)
+    return max(FACT_IMPORTANCE, importance) if stated else importance
+
+
+def is_question(text: str) -> bool:
+    """Every sentence of the text asks something (greetings and the like aside): it discloses little."""
+    sentences = [s.strip() for s in _SENTENCES.split(text) if s.strip()]
+    asked = [s for s in sentences if _QUESTION_END.search(s)]
+    return bool(asked) and all(s in asked or len(s.split()) <= _FILLER_WORDS for s in sentences)
 
 
 def episode_importance(text: str, role: str, entity_count: int) -> float:
@@ -218,6 +243,7 @@ def _exchange(job: WriteJob) -> Extraction:
         "conversation_id": payload.get("conversation_id"),
         "event_time": job.created_at if event_time is None else event_time,
         "job_id": job.job_id,
+        "replied_to": payload.get("context") if isinstance(payload.get("context"), str) else None,
     }
     memories = _user_turn(user, context) if user is not None else []
     reply = _turn(answer, "assistant", context) if isinstance(answer, dict) else None
@@ -249,13 +275,18 @@ def _turn(
     message_id = message.get("id")
     source = str(message_id) if message_id else f"{context['job_id']}:{role}"
     entities = find_entities(content)
-    metadata: dict[str, Any] = {"role": role, "speaker": speaker}
+    metadata: dict[str, Any] = {ROLE: role, "speaker": speaker}
     if context["conversation_id"] is not None:
         metadata["conversation_id"] = context["conversation_id"]
+    if role == "user" and context.get("replied_to"):
+        metadata[REPLIED_TO] = context["replied_to"]
+    if role == "user" and is_question(content):
+        metadata[QUESTION] = True
+    stated = role == "user" and slot is not None  # a fact the user states about themselves
     memory = ExtractedMemory(
         text=f"{speaker}: {content}",
-        kind=MemoryKind.EPISODE,
-        importance=episode_importance(content, role, len(entities)),
+        kind=MemoryKind.FACT if stated else MemoryKind.EPISODE,
+        importance=_importance(content, role, len(entities), stated),
         entities=tuple(entities),
         event_time=context["event_time"],
         source_ids=(source,),

@@ -13,6 +13,8 @@ from memory.models import Scope, new_id
 JobKind = Literal["exchange", "memory", "revision"]
 JOB_KINDS: tuple[str, ...] = ("exchange", "memory", "revision")
 _HISTORY_ROLES = ("system", "developer")
+CONTEXT_CHARS = 400
+"""How much of the message a user replied to an exchange keeps (the start of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,13 @@ class WriteJob:
         job_id: str | None = None,
     ) -> WriteJob:
         """A finished chat exchange. Only the turns after the last assistant message are kept (what the client
-        sent as new), and never system / developer prompts: the queue holds no more of a conversation than needed."""
+        sent as new), and never system / developer prompts: the queue holds no more of a conversation than needed.
+        Of that last assistant message — what the user replied to — the start is kept as ``context``."""
         new_turns: list[dict[str, Any]] = []
+        replied_to: dict[str, Any] | None = None
         for message in reversed(messages):
             if message.get("role") == "assistant":
+                replied_to = message
                 break
             if message.get("role") not in _HISTORY_ROLES:
                 new_turns.append(dict(message))
@@ -72,6 +77,8 @@ class WriteJob:
             "conversation_id": conversation_id,
             "timestamp": stamp,
         }
+        if replied_to is not None and isinstance(replied_to.get("content"), str) and replied_to["content"].strip():
+            payload["context"] = " ".join(replied_to["content"].split())[:CONTEXT_CHARS]
         return cls(job_id or new_id(), scope, "exchange", payload, created_at=stamp)
 
     @classmethod

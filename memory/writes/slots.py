@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from memory.writes.slot_rules import LEAD, NEGATION, QUESTION_START, RULES, VALUE_STOP
+
 if TYPE_CHECKING:
     from memory.writes.extraction import ExtractedMemory
 
@@ -61,167 +63,32 @@ def normalise_value(value: str) -> str:
     return re.sub(r"^the\s+", "", words)
 
 
-# --- patterns ----------------------------------------------------------------------------------------------------
-
-_LEAD = (
-    r"^(?:(?:well|so|oh|also|actually|btw|by\s+the\s+way|and|but|now|anyway|ok|okay|yeah|yes|hi|hey|hello|fyi"
-    r"|just\s+so\s+you\s+know)[,!.]?\s+)*"
-)
-_I = r"(?:i|the\s+user|user)"
-_MY = r"(?:my|the\s+user'?s|user'?s)"
-_AM = r"(?:i'm|i\s+am|(?:the\s+)?user\s+is)"
-_ADV = r"(?:(?:now|currently|actually|still|just|recently|finally|already|also|officially)\s+)?"
-_HAVE = r"(?:(?:'ve|\s+have|\s+has)\s+)?"
-_VALUE = r"(?P<value>[^,.;!?()\n]+)"
-_NAME = r"(?P<value>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*){0,2})"
-_PETS = (
-    r"dog|cat|puppy|kitten|hamster|rabbit|bunny|parrot|bird|fish|turtle|tortoise|horse|pony|guinea\s+pig|ferret"
-    r"|lizard|snake|goldfish|budgie"
-)
-_PARTNERS = r"wife|husband|partner|girlfriend|boyfriend|fiancée?|spouse"
-_NEGATION = re.compile(r"(?i)\b(?:not|never|no\s+longer|anymore|any\s+more|used\s+to)\b|n't\b|n’t\b")
-_QUESTION_START = re.compile(
-    r"(?i)^(?:do|does|did|am|is|are|was|were|can|could|should|would|will|where|what|who|how|why|when|which)\b"
-)
-_VALUE_STOP = re.compile(
-    r"(?i)\s+(?:and|but|because|since|as|so|with|for|from|at|in|on|where|which|who|that|when|while|if|though"
-    r"|although|now"
-    r"|currently|these\s+days|nowadays|at\s+the\s+moment|recently|last|this|next|two|three|several|a\s+few|many"
-    r"|some|ago|already|again|too|though)\b.*$"
-)
-_NOT_A_PLACE = re.compile(r"(?i:^(?:a|an|my|our|his|her|their|this|that|it|there|here|fear|peace)\b)|^[Tt]he\s+[a-z]")
-_NOT_AN_EMPLOYER = re.compile(r"(?i)^(?:home|night|nights|weekends?|the\s+weekend|myself|free|a\s+living|it)$")
-_PROFESSION = re.compile(
-    r"(?i)(?:er|or|ist|ian|ant|ent|eer|ect|ary|nurse|doctor|chef|cook|clerk|pilot|student|lawyer|dentist|surgeon"
-    r"|scientist|analyst|medic|vet|barista|cashier|tutor|coach|artist|architect|actress|midwife|farmer)$"
-)
-_NOT_A_PROFESSION = re.compile(
-    r"(?i)\b(?:vegetarian|vegan|fan|lover|beginner|believer|smoker|drinker|member|owner|gamer|reader|foodie"
-    r"|parent|mother|father|customer|user|introvert|extrovert|morning|night|person|big|huge|fellow|other|winner"
-    r"|newcomer|survivor|resident|citizen|native|christian|european|american|canadian|asian|australian|indian)\b"
-)
-_NOT_A_NAME = re.compile(
-    r"(?i)^(?:a|an|the|not|after|from|also|very|so|really|too|tired|busy|happy|sad|sick|fine|sure|back|here|home"
-    r"|japanese|chinese|english|british|irish|scottish|french|german|italian|spanish|korean|american|canadian"
-    r"|indian|russian|brazilian|mexican|australian|christian|muslim|jewish|catholic|buddhist|pregnant|retired)\b"
-)
-
-Check = Callable[[str], bool]
-
-
-def _place(value: str) -> bool:
-    return not _NOT_A_PLACE.search(value)
-
-
-def _employer(value: str) -> bool:
-    return not _NOT_AN_EMPLOYER.match(value) and not _NOT_A_PLACE.search(value)
-
-
-def _profession(value: str) -> bool:
-    head = value.split()[-1] if value.split() else ""
-    return bool(_PROFESSION.search(head)) and not _NOT_A_PROFESSION.search(value) and len(value.split()) <= 3
-
-
-def _name(value: str) -> bool:
-    return not _NOT_A_NAME.search(value)
-
-
-def _capitalised_name(value: str) -> bool:
-    return _name(value) and value[:1].isupper()
-
-
-def _age(value: str) -> bool:
-    return 1 <= int(value) <= 120
-
-
-def _any(value: str) -> bool:
-    return not _NOT_A_NAME.match(value) or value[:1].isupper()
-
-
-_Rule = tuple[str | Callable[[re.Match[str]], str], re.Pattern[str], Check]
-
-
-def _rule(key: str | Callable[[re.Match[str]], str], pattern: str, check: Check, *, anchored: bool = True) -> _Rule:
-    return key, re.compile((_LEAD if anchored else "^") + pattern, re.IGNORECASE), check
-
-
-def _pet_key(match: re.Match[str]) -> str:
-    return f"pet:{' '.join(match['pet'].casefold().split())}:name"
-
-
-_JA_I = "(?:私|僕|俺|わたし)"
-_JA_VALUE = r"(?P<value>[^\s、。]{1,20}?)"
-_JA_PETS = {"犬": "dog", "猫": "cat", "うさぎ": "rabbit", "ハムスター": "hamster", "鳥": "bird"}
-
-
-def _ja_pet_key(match: re.Match[str]) -> str:
-    return f"pet:{_JA_PETS[match['pet']]}:name"
-
-
-def _favourite_key(match: re.Match[str]) -> str:
-    thing = " ".join(match["thing"].casefold().split()).replace("color", "colour")
-    return f"favourite:{thing}"
-
-
-_RULES: tuple[_Rule, ...] = (
-    _rule("residence", rf"{_I}\s+{_ADV}(?:live|lives|reside|resides)\s+in\s+{_VALUE}", _place),
-    _rule("residence", rf"{_I}{_HAVE}\s*{_ADV}(?:moved|relocated)\s+(?:back\s+)?to\s+{_VALUE}", _place),
-    _rule("residence", rf"{_AM}\s+{_ADV}(?:living|based|residing)\s+in\s+{_VALUE}", _place),
-    _rule("residence", rf"{_MY}\s+home\s+is\s+in\s+{_VALUE}", _place),
-    _rule("name", rf"{_MY}\s+name\s+is\s+{_NAME}", _name),
-    _rule("name", rf"(?:{_AM}\s+called|call\s+me)\s+{_NAME}", _capitalised_name),
-    _rule("employer", rf"{_I}\s+{_ADV}works?\s+(?:at|for)\s+{_VALUE}", _employer),
-    _rule("employer", rf"{_AM}\s+{_ADV}(?:working|employed)\s+(?:at|for|by)\s+{_VALUE}", _employer),
-    _rule("occupation", rf"{_I}\s+{_ADV}works?\s+as\s+(?:a|an)\s+{_VALUE}", _profession),
-    _rule("occupation", rf"{_AM}\s+{_ADV}(?:a|an)\s+{_VALUE}", _profession),
-    _rule("age", rf"{_AM}\s+(?P<value>\d{{1,3}})(?:\s*(?:years?\s+old|yo|y/o))?\s*$", _age),
-    _rule("age", rf"(?:{_I}\s+{_ADV}(?:just\s+)?turned|{_MY}\s+age\s+is)\s+(?P<value>\d{{1,3}})\b", _age),
-    _rule(
-        "partner",
-        rf"{_MY}\s+(?:{_PARTNERS})(?:'s\s+name)?\s+is\s+(?:called\s+|named\s+)?{_NAME}",
-        _capitalised_name,
-    ),
-    _rule("partner", rf"{_AM}\s+{_ADV}(?:married\s+to|engaged\s+to|dating)\s+{_NAME}", _capitalised_name),
-    _rule(
-        _favourite_key,
-        rf"{_MY}\s+(?:absolute\s+)?(?:favou?rite|fave)\s+(?P<thing>[a-z]+(?:\s+[a-z]+)?)\s+(?:is|are)\s+{_VALUE}",
-        _any,
-    ),
-    _rule(_pet_key, rf"{_MY}\s+(?:pet\s+)?(?P<pet>{_PETS})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
-          _name),
-    _rule(_pet_key, rf"{_I}\s+(?:have|has)\s+(?:a|an)\s+(?P<pet>{_PETS})\s+(?:called|named)\s+{_NAME}", _name),
-    _rule("residence", rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,20}}?)に(?:住んでいます|住んでる|引っ越し(?:ました|た))",
-          _place, anchored=False),
-    _rule(_ja_pet_key, rf"(?:{_JA_I}|うち)の(?P<pet>{'|'.join(_JA_PETS)})(?:の名前)?は{_JA_VALUE}(?:です|だ)", _any,
-          anchored=False),
-    _rule("name", rf"{_JA_I}の名前は{_JA_VALUE}(?:です|だ)", _any, anchored=False),
-)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*|\n+|;\s*")
 _CLAUSE_SPLIT = re.compile(r"(?i),?\s+(?:and|but|so)\s+(?=(?:i|i'm|i’m|i've|my)\b)|,\s+(?=(?:i|i'm|i’m|my)\b)")
 _QUESTION_END = re.compile(r"(?:[?？]|か[。．]?|吗|呢)\s*$")
-_THIRD_PERSON = re.compile(_LEAD + r"(?:the\s+)?user\b", re.IGNORECASE)
+_THIRD_PERSON = re.compile(LEAD + r"(?:the\s+)?user\b", re.IGNORECASE)
 
 
 def recognise(clause: str, *, third_person: bool = False) -> Slot | None:
     """The slot a single clause states, or None. ``third_person`` also reads "The user …" as "I …"."""
     text = " ".join(clause.replace("’", "'").split()).rstrip(" .!。！")
-    if not text or _QUESTION_END.search(text) or _QUESTION_START.match(text) or _NEGATION.search(text):
+    if not text or _QUESTION_END.search(text) or QUESTION_START.match(text) or NEGATION.search(text):
         return None
     if not third_person and _THIRD_PERSON.match(text):
         return None
-    for key, pattern, check in _RULES:
-        match = pattern.match(text)
+    for rule in RULES:
+        match = rule.pattern.match(text)
         if match is None:
             continue
         value = _trim(match["value"])
-        if value and check(value):
-            return Slot(key(match) if callable(key) else key, value)
+        if value and rule.check(value):
+            return Slot(rule.slot_key(match, value), rule.value(match) if rule.value else value)
     return None
 
 
 def _trim(value: str) -> str:
-    value = _VALUE_STOP.sub("", value.strip())
+    value = VALUE_STOP.sub("", value.strip())
     words = value.split()[:_VALUE_WORDS]
     return " ".join(words).strip(" '\"")
 

@@ -9,8 +9,8 @@ user's own turns is asked by that user in a fresh chat, and the prompt the upstr
 - ``evidence_in_prompt``: the share of the question's gold turns (the user's own) that a memory in the prompt comes
   from — a memory comes from a turn when its text (speaker label and clipping aside) is that turn or a clause of it;
 - ``assistant_share``: the share of the injected memories that came from the assistant's answers;
-- ``echoes``: questions whose top recalled memory holds 80 % or more of the question's own words (the user's earlier
-  asking of it, not an answer);
+- ``echoes``: questions whose top recalled memory is the user's earlier asking of them: a question itself, of about
+  the same length, holding 80 % or more of the question's own words;
 - ``injected_tokens_per_chat``: the tokens of memproxy's blocks in a question's prompt (estimated).
 
 Both assistant modes by default (``--assistant replay|noisy|both``), each on a proxy and data dir of its own.
@@ -46,8 +46,11 @@ from proxy.chat import prompt_layout
 from proxy.observability import REQUEST_ID_HEADER
 
 ECHO_SHARE = 0.8
-MIN_CLAUSE_CHARS = 20
-"""A memory shorter than this counts as coming from a turn only if it is the whole turn."""
+ECHO_LENGTH = 2.0
+"""An asking of a question is at most this many times its length (in words)."""
+MIN_CLAUSE_WORDS = 4
+"""A memory of fewer words counts as coming from a turn only if it is the whole turn."""
+CLAUSE_SHARE = 0.9
 _LABEL = re.compile(r"^[^:\n]{1,40}:\s")
 _WORD = re.compile(r"\w+")
 DRAIN_TIMEOUT_S = 3600.0
@@ -229,7 +232,17 @@ def _norm(text: str) -> str:
 
 
 def _comes_from(memory: str, turn: str) -> bool:
-    return bool(memory) and ((memory in turn and (len(memory) >= MIN_CLAUSE_CHARS or memory == turn)) or turn in memory)
+    """The memory is the turn, holds it, or is a part of it: a clause, or the turn clipped (at least
+    ``MIN_CLAUSE_WORDS`` words, nearly all of them the turn's; the extractor may drop the "and" it split at)."""
+    if not memory:
+        return False
+    if memory == turn or turn in memory:
+        return True
+    words = _WORD.findall(memory)
+    if len(words) < MIN_CLAUSE_WORDS:
+        return False
+    said = set(_WORD.findall(turn))
+    return sum(word in said for word in words) >= CLAUSE_SHARE * len(words) and words[0] in said
 
 
 def _is_assistants(memory: str, said: str, answered: str) -> bool:
@@ -241,8 +254,13 @@ def _is_assistants(memory: str, said: str, answered: str) -> bool:
 
 
 def _echoes(memory: str, question: str) -> bool:
-    asked = set(_WORD.findall(question.casefold()))
-    return bool(asked) and len(asked & set(_WORD.findall(memory.casefold()))) / len(asked) >= ECHO_SHARE
+    """The memory is an asking of the question: itself a question, of about its length, holding nearly all of its
+    words (a statement that holds them is an answer)."""
+    said = _LABEL.sub("", memory, count=1).removesuffix("…").strip()
+    asked, words = set(_WORD.findall(question.casefold())), _WORD.findall(said.casefold())
+    if not asked or not said.endswith(("?", "？")) or len(words) > ECHO_LENGTH * len(asked):
+        return False
+    return len(asked.intersection(words)) / len(asked) >= ECHO_SHARE
 
 
 def _mean(values: list[float]) -> float:

@@ -100,13 +100,17 @@ def test_a_memory_comes_from_a_turn_when_it_is_the_turn_or_a_clause_of_it() -> N
     assert _comes_from(_plain("User: Hey Bo, I adopted a dog called Rex yesterday and I live in Paris."), turn)
     assert _comes_from(_plain("User: I adopted a dog called Rex yesterday"), turn)  # a clause
     assert _comes_from(_plain("User: Hey Bo, I adopted a dog called Rex…"), turn)  # clipped
+    assert _comes_from(_plain("User: Hey Bo, I adopted a dog called Rex yesterday I live in Paris."), turn)  # "and" cut
     assert not _comes_from(_plain("User: Paris."), turn)  # too short to say which turn it is
     assert not _comes_from(_plain("User: I adopted a cat"), turn)
 
 
-def test_an_echo_is_a_memory_holding_most_of_the_question() -> None:
+def test_an_echo_is_the_question_asked_before() -> None:
     assert _echoes("User: What dog did I adopt?", "What dog did I adopt?")
+    assert _echoes("User: Hey, what dog did I adopt again?", "What dog did I adopt?")
     assert not _echoes("User: I adopted a dog called Rex.", "What dog did I adopt?")
+    long_statement = "User: What dog did I adopt, you ask? A beagle called Rex, from the shelter on Main Street, last May?"
+    assert not _echoes(long_statement, "What dog did I adopt?")  # an answer that happens to end with a question
 
 
 def test_scores_read_the_prompt_the_upstream_received(conversation: locomo.Conversation) -> None:

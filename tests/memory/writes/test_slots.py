@@ -41,6 +41,23 @@ from memory.writes.slots import Slot, contradicts, recognise, single_slot, slot_
         ("My cat's name is Tama", "pet:cat:name", "Tama"),
         ("I have a dog named Rex", "pet:dog:name", "Rex"),
         ("私の犬はポチです", "pet:dog:name", "ポチ"),
+        ("I'm a vegetarian", "diet", "vegetarian"),
+        ("My sister is called Anna", "family:sister", "Anna"),
+        ("I'm allergic to peanuts", "allergy:peanuts", "allergic"),
+        ("I have a peanut allergy", "allergy:peanut", "allergic"),
+        ("I have asthma", "condition:asthma", "has"),
+        ("I speak Japanese", "language:japanese", "speaks"),
+        ("My birthday is on May 5", "birthday", "May 5"),
+        ("I have a dog", "pet:dog", "has"),
+        ("I love sushi", "preference:sushi", "likes"),
+        ("I really hate cilantro", "preference:cilantro", "dislikes"),
+        ("仕事はエンジニアです", "occupation", "エンジニア"),
+        ("看護師として働いています", "occupation", "看護師"),
+        ("トヨタで働いています", "employer", "トヨタ"),
+        ("卵アレルギーです", "allergy:卵", "allergic"),
+        ("日本語が話せます", "language:japanese", "speaks"),
+        ("寿司が好きです", "preference:寿司", "likes"),
+        ("納豆が苦手です", "preference:納豆", "dislikes"),
     ],
 )
 def test_first_person_statements_carry_a_slot(text: str, key: str, value: str) -> None:
@@ -60,7 +77,6 @@ def test_first_person_statements_carry_a_slot(text: str, key: str, value: str) -
         "I want to move to Rome",
         "I live in a small flat",  # not a place name
         "I work from home",
-        "I'm a vegetarian",  # not a profession
         "I'm a big fan of jazz",
         "I'm 5 minutes away",  # not an age
         "my wife is Japanese",  # not a name

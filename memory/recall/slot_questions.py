@@ -1,0 +1,90 @@
+"""Questions about a slot (:mod:`memory.writes.slots`): "Where do I live now?" asks for the current holder of
+``residence``, "What do I do for a living?" for ``occupation`` and ``employer``, 「犬の名前は？」 for ``pet:dog``.
+
+A memory that holds a slot is indexed with the slot's tags (``§residence``; ``§pet``, ``§pet:dog``,
+``§pet:dog:name`` for a nested key), which no word of any text can produce. Recall adds the tags a query asks for
+to its lexical search, so the slot's holder is a candidate however the question is worded, and lifts a candidate
+that holds an asked slot (``Weights.slot``). Only the current holder is active; an older one is history.
+
+Pure functions of the text: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+TAG = "§"
+
+_PETS = "dog|cat|puppy|kitten|hamster|rabbit|bunny|parrot|bird|fish|turtle|tortoise|horse|pony|ferret|lizard|snake"
+_FAMILY = "sister|brother|mother|mom|mum|father|dad|son|daughter|grandmother|grandma|grandfather|grandpa|aunt|uncle"
+_PARTNERS = "wife|husband|partner|girlfriend|boyfriend|fiancée?|spouse"
+_JA_PETS = {"犬": "dog", "猫": "cat", "うさぎ": "rabbit", "ハムスター": "hamster", "鳥": "bird"}
+_JA_FAMILY = {"姉": "sister", "妹": "sister", "兄": "brother", "弟": "brother", "母": "mother", "父": "father",
+              "息子": "son", "娘": "daughter"}  # fmt: skip
+
+_ASKED: tuple[tuple[re.Pattern[str], str | None], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), key)
+    for pattern, key in (
+        (r"\bwhere\s+(?:do|did|will)\s+i\s+(?:\w+\s+)?(?:live|stay|move)\b|\bwhere\s+am\s+i\s+(?:living|based|from)\b"
+         r"|\bwhere\s+i\s+live\b|\bmy\s+(?:home\s*town|address|home|city)\b", "residence"),
+        (r"\bmy\s+(?:job|occupation|profession|career|line\s+of\s+work)\b|\bwhat\s+do\s+i\s+do\s+(?:for\s+(?:a\s+living"
+         r"|work)|professionally)\b|\bwhat\s+is\s+my\s+work\b", "occupation"),
+        (r"\bmy\s+(?:job|employer|company|workplace|work)\b|\bwhere\s+do\s+i\s+work\b|\bwho\s+do\s+i\s+work\s+for\b"
+         r"|\bwhat\s+do\s+i\s+do\s+for\s+(?:a\s+living|work)\b", "employer"),
+        (r"\bwhat(?:'s|\s+is)\s+my\s+name\b|\bwhat\s+am\s+i\s+called\b|\bwho\s+am\s+i\b", "name"),
+        (r"\bhow\s+old\s+am\s+i\b|\bmy\s+age\b", "age"),
+        (rf"\bmy\s+(?:{_PARTNERS})\b|\bwho\s+am\s+i\s+(?:married|engaged)\s+to\b", "partner"),
+        (r"\bmy\s+pets?\b|\bpets?\s+do\s+i\s+(?:have|own)\b|\bdo\s+i\s+(?:have|own)\s+(?:any\s+|a\s+)?pets?\b", "pet"),
+        (r"\ballerg", "allergy"),
+        (r"\bdiet\b|\bvegetarian\b|\bvegan\b|\bdo\s+i\s+eat\s+meat\b", "diet"),
+        (r"\blanguages?\b|\bwhat\s+do\s+i\s+speak\b", "language"),
+        (r"\bbirthday\b|\bwhen\s+was\s+i\s+born\b", "birthday"),
+        (r"\b(?:health|medical)\s+(?:condition|issue|problem)s?\b|\billness\b", "condition"),
+        (r"\bwhat\s+(?:do|did)\s+i\s+(?:like|love|enjoy|hate|dislike)\b|\bwhat\s+are\s+my\s+(?:likes|dislikes)\b",
+         "preference"),
+        (r"どこ.{0,6}住|住んで(?:いる|る|います)(?:の|ところ|場所)|住まい|住所", "residence"),
+        (r"仕事|職業|勤め先|勤務先|どこで働", "occupation"),
+        (r"仕事|勤め先|勤務先|どこで働|会社", "employer"),
+        (r"(?:私|僕|俺|わたし)の名前", "name"),
+        (r"何歳|年齢", "age"),
+        (r"アレルギー", "allergy"),
+        (r"何語|話せる言語", "language"),
+        (r"誕生日", "birthday"),
+        (r"(?:好き|嫌い|苦手)な(?:もの|食べ物|こと)", "preference"),
+    )
+)
+_MY_PET = re.compile(rf"\bmy\s+({_PETS})s?\b", re.IGNORECASE)
+_MY_FAMILY = re.compile(rf"\bmy\s+({_FAMILY})\b", re.IGNORECASE)
+_MY_FAVOURITE = re.compile(r"\bmy\s+(?:favou?rite|fave)\s+([a-z]+(?:\s+[a-z]+)?)", re.IGNORECASE)
+_DO_I_LIKE = re.compile(r"\bdo\s+i\s+(?:like|love|enjoy|hate|dislike)\s+([a-z]+(?:\s+[a-z]+)?)\b", re.IGNORECASE)
+_JA_PET = re.compile(f"({'|'.join(_JA_PETS)})の名前|ペット")
+_JA_FAMILY_NAME = re.compile(f"({'|'.join(_JA_FAMILY)})の名前")
+
+
+def slot_tags(key: str) -> tuple[str, ...]:
+    """The lexical index's tags for a memory holding ``key``: the key and each of its prefixes."""
+    parts = key.split(":")
+    return tuple(TAG + ":".join(parts[: depth + 1]) for depth in range(len(parts)))
+
+
+def asked_slots(query: str) -> tuple[str, ...]:
+    """The tags of the slots the query asks about (empty for a query about none)."""
+    asked: list[str] = [TAG + key for pattern, key in _ASKED if key and pattern.search(query)]
+    asked += [f"{TAG}pet:{match.casefold()}" for match in _MY_PET.findall(query)]
+    asked += [f"{TAG}family:{match.casefold()}" for match in _MY_FAMILY.findall(query)]
+    asked += [f"{TAG}favourite:{_favourite(match)}" for match in _MY_FAVOURITE.findall(query)]
+    asked += [f"{TAG}preference:{' '.join(match.casefold().split())}" for match in _DO_I_LIKE.findall(query)]
+    for match in _JA_PET.finditer(query):
+        asked.append(f"{TAG}pet:{_JA_PETS[match[1]]}" if match[1] else f"{TAG}pet")
+    asked += [f"{TAG}family:{_JA_FAMILY[word]}" for word in _JA_FAMILY_NAME.findall(query)]
+    return tuple(dict.fromkeys(asked))
+
+
+def holds_asked(key: object, asked: Iterable[str]) -> bool:
+    """A memory holding slot ``key`` answers one of the ``asked`` tags (the tag is the key or one of its prefixes)."""
+    return isinstance(key, str) and bool(set(slot_tags(key)).intersection(asked))
+
+
+def _favourite(thing: str) -> str:
+    return " ".join(thing.casefold().split()).replace("color", "colour")
