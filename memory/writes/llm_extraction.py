@@ -251,7 +251,7 @@ def _combine(episodes: Extraction, sheet: FactSheet, sources: tuple[str, ...], j
                 kind=MemoryKind(fact.kind),
                 importance=fact.importance,
                 entities=tuple((e.name, e.type) for e in fact.entities if e.name.strip()),
-                event_time=_event_time(fact.event_date),
+                event_time=_event_time(fact.event_date) or _optional_time(job.payload.get("timestamp")),
                 source_ids=sources,
                 metadata=dict(metadata),
             ),
@@ -263,6 +263,10 @@ def _combine(episodes: Extraction, sheet: FactSheet, sources: tuple[str, ...], j
         ExtractedRelation(r.source + offset, r.target + offset, RelationType(r.type), 1.0) for r in sheet.relations
     ]
     return Extraction([*episodes.memories, *facts], [*episodes.relations, *relations])
+
+
+def _optional_time(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _event_time(date: str) -> float | None:

@@ -145,11 +145,12 @@ _LANGUAGES = (
     r"english|japanese|chinese|mandarin|cantonese|korean|french|german|spanish|italian|portuguese|russian|arabic"
     r"|hindi|dutch|swedish|polish|turkish|vietnamese|thai|indonesian|greek|hebrew"
 )
-_LIKE = r"(?P<verb>love|like|enjoy|adore|hate|dislike|detest|can't\s+stand|cannot\s+stand)"
+_LIKE = r"(?P<verb>loves?|likes?|enjoys?|adores?|hates?|dislikes?|detests?|can't\s+stand|cannot\s+stand)"
 _NOT_A_THING = re.compile(
     r"(?i)^(?:it|that|this|them|you|your|to|when|how|what|the\s+idea|the\s+way|being|having|seeing|hearing|that)\b"
 )
 _LIKED = {"love": "likes", "like": "likes", "enjoy": "likes", "adore": "likes"}
+"""Verbs of liking (any other verb of ``_LIKE`` is disliking), without a third person's -s."""
 _JA_LANGUAGES = {"英": "english", "日本": "japanese", "中国": "chinese", "韓国": "korean", "フランス": "french",
                  "ドイツ": "german", "スペイン": "spanish", "イタリア": "italian"}  # fmt: skip
 
@@ -168,7 +169,8 @@ def _said(word: str) -> Callable[[re.Match[str]], str]:
 
 
 def _liking(match: re.Match[str]) -> str:
-    return _LIKED.get(" ".join(match["verb"].casefold().split()), "dislikes")
+    verb = " ".join(match["verb"].casefold().split())
+    return _LIKED.get(verb, _LIKED.get(verb.removesuffix("s"), "dislikes"))
 
 
 def _ja_language_key(match: re.Match[str], _: str) -> str:

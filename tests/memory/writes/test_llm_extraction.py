@@ -73,7 +73,8 @@ async def test_valid_facts_are_added_on_top_of_the_episodes() -> None:
     assert all(f.source_ids == ("u1", "a1") for f in facts)  # provenance: the exchange's messages
     assert [f.metadata.get("slot") for f in facts] == ["pet:dog:name", "residence"]
     assert ("Pochi", "pet") in facts[0].entities and ("slot:pet:dog:name", "slot") in facts[0].entities
-    assert facts[1].event_time == 1_699_920_000.0 and facts[0].event_time is None
+    # a fact's own date if the model gives one, else the exchange's time (as an episode's)
+    assert facts[1].event_time == 1_699_920_000.0 and facts[0].event_time == episodes.memories[0].event_time
     offset = len(episodes.memories)
     assert (offset, offset + 1, RelationType.RELATED_TO) in {(r.source, r.target, r.type) for r in result.relations}
     assert extractor.stats() == {"ok": 1, "fallback_invalid": 0, "fallback_error": 0}
