@@ -57,11 +57,8 @@ class FirstStage:
         self.episode = np.zeros(n, dtype=np.float64)
         self.source = self._weigh(self.ids)
         self._raw = weights.dense * self.dense + weights.lexical * self.lexical
-
-    @property
-    def score(self) -> np.ndarray:
+        self.score = self._raw * self.source
         """The weighted signals, times the source's share."""
-        return self._raw * self.source
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,11 +96,13 @@ class FirstStage:
         before = self.graph[rows]
         self.graph[rows] = np.maximum(before, inherited)
         self._raw[rows] += self.weights.graph * (self.graph[rows] - before)
+        self.score = self._raw * self.source
 
     def add_episodes(self, times: np.ndarray, gap_s: float) -> None:
         """The episode signal from the candidates' times (see :func:`rankers.episode_best`)."""
         self.episode = rankers.episode_best(self.score, times, gap_s)
         self._raw = self._raw + self.weights.episode * self.episode
+        self.score = self._raw * self.source
 
     def candidate(self, row: int) -> rankers.Candidate:
         return rankers.Candidate(

@@ -13,6 +13,7 @@ store's change log. Partitions are per scope; a search can only ever see its own
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
@@ -244,7 +245,7 @@ class LexicalIndex:
         if partition is None or not partition.ids or not memory_ids:
             return np.full(len(memory_ids), missing, dtype=np.float64)
         slot = partition.slot
-        docs = np.fromiter((slot.get(memory_id, -1) for memory_id in memory_ids), dtype=np.int64, count=len(memory_ids))
+        docs = np.fromiter(map(slot.get, memory_ids, itertools.repeat(-1)), dtype=np.int64, count=len(memory_ids))
         return np.where(docs >= 0, getattr(partition, name)[docs], missing)  # -1 reads the last slot; masked out
 
     def search(self, scope: Scope, query: str, k: int, *, tags: Sequence[str] = ()) -> list[tuple[str, float]]:

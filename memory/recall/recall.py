@@ -96,7 +96,8 @@ class Recaller:
             if preset.weights.speaker
             else set()
         )
-        query_tokens = set(tokenize(query))
+        query_tokens: set[str] | None = None  # tokenised only if a question memory is among the shortlist
+        kind_share = by_kind.tolist()
         scored: list[rankers.Candidate] = []
         for candidate in shortlist:
             memory = memories.get(candidate.memory_id)
@@ -106,8 +107,10 @@ class Recaller:
                 continue
             if skip is not None and skip(memory):
                 continue
-            if memory.metadata.get(sources.QUESTION) is True and sources.echoes(tokenize(memory.text), query_tokens):
-                continue  # the user asking this before: never the answer to itself
+            if memory.metadata.get(sources.QUESTION) is True:
+                query_tokens = set(tokenize(query)) if query_tokens is None else query_tokens
+                if sources.echoes(tokenize(memory.text), query_tokens):
+                    continue  # the user asking this before: never the answer to itself
             when = memory.event_time or memory.created_at
             candidate.time = float(any(window.matches(when) for window in windows))
             candidate.speaker = float(memory.metadata.get("speaker") in speakers)
@@ -115,7 +118,7 @@ class Recaller:
             candidate.recency = rankers.recency(when, at, preset.recency_half_life_days)
             candidate.importance = memory.importance
             candidate.use = rankers.use_signal(memory.use_count)
-            candidate.score = rankers.final_score(candidate, preset.weights) * by_kind[sources.kind_of(memory)]
+            candidate.score = rankers.final_score(candidate, preset.weights) * kind_share[sources.kind_of(memory)]
             scored.append(candidate)
         scored.sort(key=lambda c: c.score, reverse=True)
         if preset.mmr_lambda < 1.0:
