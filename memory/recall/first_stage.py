@@ -16,8 +16,10 @@ from memory.recall import rankers
 from memory.recall.presets import Weights
 
 
-SourceWeights = Callable[[Sequence[str]], np.ndarray]
-"""Memory ids → each one's share of its score for whose words it holds (see :mod:`memory.recall.sources`)."""
+Known = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+"""Memory ids → (their times, NaN where unknown; each one's share of its score for whose words it holds, see
+:mod:`memory.recall.sources`), read in one pass over the ids (each id's lookup costs; at 100k memories a few hundred
+of them are a measurable part of a recall)."""
 
 
 class FirstStage:
@@ -28,13 +30,14 @@ class FirstStage:
         *,
         dense_floor: float,
         weights: Weights,
-        sources: SourceWeights | None = None,
+        known: Known | None = None,
     ) -> None:
         """``dense_hits``: (id, cosine similarity); ``lexical_hits``: (id, BM25 score > 0). Dense is mapped onto 0..1
-        above ``dense_floor``; lexical is scaled by the best score. ``sources`` scales each candidate's score, before
-        graph seeds and episodes are read off the scores (None: every candidate in full)."""
+        above ``dense_floor``; lexical is scaled by the best score. ``known`` gives each candidate's time and source share;
+        the share scales its score before graph seeds and episodes are read off the scores (None: times unknown,
+        every candidate in full)."""
         self.weights = weights
-        self._sources = sources
+        self._known = known
         self.ids: list[str] = [memory_id for memory_id, _ in dense_hits]
         self.row: dict[str, int] = {memory_id: row for row, memory_id in enumerate(self.ids)}
         extra = [memory_id for memory_id, _ in lexical_hits if memory_id not in self.row]
@@ -55,7 +58,7 @@ class FirstStage:
                 self.lexical[rows] = np.maximum(values, 0.0) / top
         self.graph = np.zeros(n, dtype=np.float64)
         self.episode = np.zeros(n, dtype=np.float64)
-        self.source = self._weigh(self.ids)
+        self.times, self.source = self._look_up(self.ids)
         self._raw = weights.dense * self.dense + weights.lexical * self.lexical
         self.score = self._raw * self.source
         """The weighted signals, times the source's share."""
@@ -89,7 +92,9 @@ class FirstStage:
                 np.concatenate([column, pad])
                 for column in (self.dense, self.lexical, self.graph, self.episode, self._raw)
             )
-            self.source = np.concatenate([self.source, self._weigh(new)])
+            times, source = self._look_up(new)
+            self.times = np.concatenate([self.times, times])
+            self.source = np.concatenate([self.source, source])
         rows = np.fromiter((self.row[m] for m in reached), dtype=np.int64, count=len(reached))
         strength = np.fromiter(reached.values(), dtype=np.float64, count=len(reached))
         inherited = np.minimum(1.0, strength) * min(1.0, seed_score)
@@ -98,9 +103,10 @@ class FirstStage:
         self._raw[rows] += self.weights.graph * (self.graph[rows] - before)
         self.score = self._raw * self.source
 
-    def add_episodes(self, times: np.ndarray, gap_s: float) -> None:
-        """The episode signal from the candidates' times (see :func:`rankers.episode_best`)."""
-        self.episode = rankers.episode_best(self.score, times, gap_s)
+    def add_episodes(self, times: Sequence[float] | np.ndarray | None = None, *, gap_s: float) -> None:
+        """The episode signal from the candidates' times (see :func:`rankers.episode_best`); none given: the times
+        ``known`` gave."""
+        self.episode = rankers.episode_best(self.score, self.times if times is None else np.asarray(times), gap_s)
         self._raw = self._raw + self.weights.episode * self.episode
         self.score = self._raw * self.source
 
@@ -114,7 +120,8 @@ class FirstStage:
             score=float(self.score[row]),
         )
 
-    def _weigh(self, ids: Sequence[str]) -> np.ndarray:
-        if self._sources is None or not ids:
-            return np.ones(len(ids), dtype=np.float64)
-        return np.asarray(self._sources(ids), dtype=np.float64)
+    def _look_up(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self._known is None or not ids:
+            return np.full(len(ids), np.nan, dtype=np.float64), np.ones(len(ids), dtype=np.float64)
+        times, source = self._known(ids)
+        return np.asarray(times, dtype=np.float64), np.asarray(source, dtype=np.float64)

@@ -240,12 +240,23 @@ class LexicalIndex:
         """The memories' kinds as indexed (0 where not indexed)."""
         return self._column(scope, memory_ids, "kinds", 0).astype(np.int8)
 
-    def _column(self, scope: Scope, memory_ids: Sequence[str], name: str, missing: float) -> np.ndarray:
+    def times_and_kinds(self, scope: Scope, memory_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`times` and :meth:`kinds` in one pass over the ids (recall's first stage reads both)."""
+        docs = self._docs(scope, memory_ids)
+        return self._column(scope, docs, "times", np.nan), self._column(scope, docs, "kinds", 0).astype(np.int8)
+
+    def _docs(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
+        """Each memory's row in its partition, -1 where not indexed."""
         partition = self._partitions.get(scope)
-        if partition is None or not partition.ids or not memory_ids:
-            return np.full(len(memory_ids), missing, dtype=np.float64)
-        slot = partition.slot
-        docs = np.fromiter(map(slot.get, memory_ids, itertools.repeat(-1)), dtype=np.int64, count=len(memory_ids))
+        if partition is None or not partition.ids:
+            return np.full(len(memory_ids), -1, dtype=np.int64)
+        return np.fromiter(map(partition.slot.get, memory_ids, itertools.repeat(-1)), np.int64, len(memory_ids))
+
+    def _column(self, scope: Scope, ids_or_docs: Sequence[str] | np.ndarray, name: str, missing: float) -> np.ndarray:
+        docs = ids_or_docs if isinstance(ids_or_docs, np.ndarray) else self._docs(scope, ids_or_docs)
+        partition = self._partitions.get(scope)
+        if partition is None or not len(docs):
+            return np.full(len(docs), missing, dtype=np.float64)
         return np.where(docs >= 0, getattr(partition, name)[docs], missing)  # -1 reads the last slot; masked out
 
     def search(self, scope: Scope, query: str, k: int, *, tags: Sequence[str] = ()) -> list[tuple[str, float]]:

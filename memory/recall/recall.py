@@ -5,8 +5,10 @@ MMR and a token budget. Returns memories with their scores and provenance."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
@@ -75,7 +77,7 @@ class Recaller:
         )  # fmt: skip
         first = FirstStage(
             dense_hits, lexical_hits, dense_floor=preset.dense_floor, weights=preset.weights,
-            sources=lambda ids: by_kind[self._lexical.kinds(scope, ids)],
+            known=lambda ids: self._known(scope, ids, by_kind),
         )  # fmt: skip
         if preset.graph_seeds > 0 and len(first):
             seeds = first.best(preset.graph_seeds)
@@ -84,8 +86,7 @@ class Recaller:
             )
             first.add_graph(reached, float(first.score[seeds[0]]) or 1.0)
         if preset.weights.episode > 0 and preset.episode_gap_s > 0 and len(first):
-            # The candidates' times are kept by the lexical index: no store read.
-            first.add_episodes(self._lexical.times(scope, first.ids), preset.episode_gap_s)
+            first.add_episodes(gap_s=preset.episode_gap_s)
 
         shortlist = [first.candidate(row) for row in first.best(preset.rescore_k)]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}
@@ -152,3 +153,8 @@ class Recaller:
             )
             for c in chosen
         ]
+
+    def _known(self, scope: Scope, memory_ids: Sequence[str], by_kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates' times and source shares, as the lexical index keeps them (no store read)."""
+        times, kinds = self._lexical.times_and_kinds(scope, memory_ids)
+        return times, by_kind[kinds]
