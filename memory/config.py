@@ -52,7 +52,8 @@ class MemoryConfig(BaseModel):
     )
     embedder: EmbedderConfig = Field(
         default_factory=OnnxEmbedderConfig,
-        description="The embedding runtime: onnx (int8, the fast query path) or torch (sentence-transformers as is).",
+        description="The embedding runtime: onnx (MiniLM int8, the fast query path), torch (sentence-transformers as "
+        "is) or use (Universal Sentence Encoder multilingual v3: Japanese, Chinese, Korean and 13 more languages).",
     )
     extractor: ExtractorConfig = Field(
         default_factory=DeterministicExtractorConfig,

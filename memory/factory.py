@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
-from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig
+from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig, UniversalEmbedderConfig
 from memory.graph import backends
 from memory.graph.base import GraphStore
 from memory.vectors.base import VectorIndex
@@ -20,6 +20,10 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
         return OnnxEmbedder(
             config.model, cache_dir=config.cache_dir, threads=config.threads, query_max_tokens=config.query_max_tokens
         )
+    if isinstance(config, UniversalEmbedderConfig):
+        from memory.embedding.universal import UniversalSentenceEncoder
+
+        return UniversalSentenceEncoder(threads=config.threads, query_max_tokens=config.query_max_tokens)
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(config.model, threads=config.threads, query_max_tokens=config.query_max_tokens)

