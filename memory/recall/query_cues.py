@@ -3,7 +3,8 @@
 - **time windows**: "on 31 July, 2023", "July 31, 2023", "2023-07-31", "in August 2023", "in June", "yesterday",
   "last week", "3 days ago" … → UNIX-second ranges. A memory whose time (event time, else creation time) falls in
   a window, widened by a little slack, matches: a question about a date is most likely answered by what was said
-  around it.
+  around it. Japanese and Chinese periods (昨日, 先週, 3日前, 去年, 5月に, 昨天, 上周, 三天前) are read by
+  :mod:`memory.recall.query_cues_cjk`.
 - **speakers**: a memory's speaker (``metadata["speaker"]``, set for conversation turns) named in the query as a
   whole word ("What did Joanna say about …" → Joanna's turns).
 
@@ -17,6 +18,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+
+from memory.recall.query_cues_cjk import cjk_periods
 
 DAY_S = 86_400.0
 SLACK_BEFORE_S = 7 * DAY_S
@@ -47,6 +50,7 @@ _RELATIVE = re.compile(
 )
 _WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 _AMBIGUOUS = frozenset({"may", "march", "mar", "jan", "jun", "aug", "sept", "dec"})
 """Month words that are also ordinary words: they count only capitalised ("in May", not "I may")."""
 
@@ -83,10 +87,11 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
     found: list[TimeWindow] = []
     taken: list[tuple[int, int]] = []
 
-    def add(match: re.Match[str], start: datetime | None, end: datetime | None) -> None:
-        if start is None or end is None or any(a < match.end() and match.start() < b for a, b in taken):
+    def add(match: re.Match[str] | tuple[int, int], start: datetime | None, end: datetime | None) -> None:
+        begin, finish = match if isinstance(match, tuple) else match.span()
+        if start is None or end is None or any(a < finish and begin < b for a, b in taken):
             return
-        taken.append(match.span())
+        taken.append((begin, finish))
         found.append(TimeWindow(start.timestamp(), end.timestamp()))
 
     for match in _ISO.finditer(query):
@@ -133,6 +138,9 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
             days = {"week": 7, "weekend": 7, "month": 31, "year": 365}[unit]
             recent = phrase.startswith(("this", "past"))
             add(match, midnight - timedelta(days=days * (1 if recent else 2)), midnight + timedelta(days=1))
+    if _CJK.search(query):
+        for span, start, end in cjk_periods(query, today, int(year_named[0]) if year_named else None):
+            add(span, start, end)
     return found
 
 

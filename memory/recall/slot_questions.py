@@ -1,5 +1,6 @@
-"""Questions about a slot (:mod:`memory.writes.slots`): "Where do I live now?" asks for the current holder of
-``residence``, "What do I do for a living?" for ``occupation`` and ``employer``, 「犬の名前は？」 for ``pet:dog``.
+"""Questions about a slot (:mod:`memory.writes.slots`): "Where do I live now?" and 「我住在哪里？」 ask for the
+current holder of ``residence``, "What do I do for a living?" for ``occupation`` and ``employer``, 「犬の名前は？」 and
+「我的狗叫什么？」 for ``pet:dog``.
 
 A memory that holds a slot is indexed with the slot's tags (``§residence``; ``§pet``, ``§pet:dog``,
 ``§pet:dog:name`` for a nested key), which no word of any text can produce. Recall adds the tags a query asks for
@@ -40,8 +41,8 @@ _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
         (("old", "age"), r"\bhow\s+old\s+am\s+i\b|\bmy\s+age\b", "age"),
         (("wife", "husband", "partner", "friend", "fianc", "spouse", "married", "engaged"),
          rf"\bmy\s+(?:{_PARTNERS})\b|\bwho\s+am\s+i\s+(?:married|engaged)\s+to\b", "partner"),
-        (("pet",), r"\bmy\s+pets?\b|\bpets?\s+do\s+i\s+(?:have|own)\b|\bdo\s+i\s+(?:have|own)\s+(?:any\s+|a\s+)?pets?\b",
-         "pet"),
+        (("pet",),
+         r"\bmy\s+pets?\b|\bpets?\s+do\s+i\s+(?:have|own)\b|\bdo\s+i\s+(?:have|own)\s+(?:any\s+|a\s+)?pets?\b", "pet"),
         (("allerg",), r"\ballerg", "allergy"),
         (("diet", "vegetarian", "vegan", "meat"), r"\bdiet\b|\bvegetarian\b|\bvegan\b|\bdo\s+i\s+eat\s+meat\b", "diet"),
         (("language", "speak"), r"\blanguages?\b|\bwhat\s+do\s+i\s+speak\b", "language"),
@@ -60,6 +61,20 @@ _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
         (("何語", "言語"), r"何語|話せる言語", "language"),
         (("誕生日",), r"誕生日", "birthday"),
         (("好き", "嫌い", "苦手"), r"(?:好き|嫌い|苦手)な(?:もの|食べ物|こと)", "preference"),
+        (("住",), r"住在?哪|住哪|在哪[里儿]?住|住址|家在哪", "residence"),
+        (("工作", "职业", "做什么", "干什么", "从事"),
+         r"我的?(?:工作|职业)是什么|我(?:是)?做什么(?:工作|的)|我是干什么的|我从事什么", "occupation"),
+        (("工作", "上班", "公司"), r"我在哪[里儿]?(?:工作|上班)|我的公司|我在什么公司|我的?工作是什么", "employer"),
+        (("叫", "名字"), r"我叫什么|我的名字", "name"),
+        (("岁", "多大", "年龄"), r"我几岁|我多大|我的年龄|我今年多大", "age"),
+        (("过敏",), r"过敏", "allergy"),
+        (("素", "饮食"), r"吃素|素食|饮食", "diet"),
+        (("语", "话"), r"我会说什么|什么语言|几种语言|会说.{0,4}吗", "language"),
+        (("生日",), r"生日", "birthday"),
+        (("喜欢", "讨厌"), r"我(?:喜欢|讨厌|不喜欢)什么", "preference"),
+        (("妻子", "老婆", "太太", "丈夫", "老公", "朋友", "男友", "女友"),
+         r"我的?(?:妻子|老婆|太太|丈夫|老公|男朋友|女朋友|男友|女友)", "partner"),
+        (("宠物",), r"宠物", "pet"),
     )
 )
 """Each slot question: words one of which the question holds (a cheap test before the pattern, which costs tens of
@@ -69,6 +84,11 @@ _MY_FAMILY = re.compile(rf"\bmy\s+({_FAMILY})\b", re.IGNORECASE)
 _MY_FAVOURITE = re.compile(r"\bmy\s+(?:favou?rite|fave)\s+([a-z]+(?:\s+[a-z]+)?)", re.IGNORECASE)
 _DO_I_LIKE = re.compile(r"\bdo\s+i\s+(?:like|love|enjoy|hate|dislike)\s+([a-z]+(?:\s+[a-z]+)?)\b", re.IGNORECASE)
 _JA_PET = re.compile(f"({'|'.join(_JA_PETS)})の名前|ペット")
+_ZH_PETS = {"狗": "dog", "小狗": "dog", "猫": "cat", "小猫": "cat", "兔子": "rabbit", "仓鼠": "hamster", "鸟": "bird"}
+_ZH_FAMILY = {"姐姐": "sister", "妹妹": "sister", "哥哥": "brother", "弟弟": "brother", "妈妈": "mother",
+              "爸爸": "father", "儿子": "son", "女儿": "daughter"}  # fmt: skip
+_ZH_PET = re.compile(f"我(?:的|家的?)({'|'.join(sorted(_ZH_PETS, key=len, reverse=True))})(?:叫什么|的名字)")
+_ZH_FAMILY_NAME = re.compile(f"我的?({'|'.join(_ZH_FAMILY)})(?:叫什么|的名字)")
 _JA_FAMILY_NAME = re.compile(f"({'|'.join(_JA_FAMILY)})の名前")
 
 
@@ -94,6 +114,9 @@ def asked_slots(query: str) -> tuple[str, ...]:
         for match in _JA_PET.finditer(query):
             asked.append(f"{TAG}pet:{_JA_PETS[match[1]]}" if match[1] else f"{TAG}pet")
         asked += [f"{TAG}family:{_JA_FAMILY[word]}" for word in _JA_FAMILY_NAME.findall(query)]
+    if "我" in query:
+        asked += [f"{TAG}pet:{_ZH_PETS[word]}" for word in _ZH_PET.findall(query)]
+        asked += [f"{TAG}family:{_ZH_FAMILY[word]}" for word in _ZH_FAMILY_NAME.findall(query)]
     return tuple(dict.fromkeys(asked))
 
 

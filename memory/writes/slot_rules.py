@@ -1,4 +1,5 @@
-"""The slot rules: which first-person statements carry which slot, in English and Japanese (see
+"""The slot rules: which first-person statements carry which slot, in English (Japanese and Chinese in
+:mod:`memory.writes.slot_rules_cjk`; see
 :mod:`memory.writes.slots` for what a slot is and how a clause is read). Each rule is a slot key (or a function of
 the match that makes one), a pattern anchored at the clause's start (after fillers such as "well," or "actually"),
 and a check of the value it captured."""
@@ -57,7 +58,7 @@ _NOT_A_NAME = re.compile(
 Check = Callable[[str], bool]
 
 
-def _place(value: str) -> bool:
+def place(value: str) -> bool:
     return not _NOT_A_PLACE.search(value)
 
 
@@ -82,7 +83,7 @@ def _age(value: str) -> bool:
     return 1 <= int(value) <= 120
 
 
-def _any(value: str) -> bool:
+def any_value(value: str) -> bool:
     return not _NOT_A_NAME.match(value) or value[:1].isupper()
 
 
@@ -103,7 +104,7 @@ class Rule:
         return self.key(match, captured) if callable(self.key) else self.key
 
 
-def _rule(
+def rule(
     key: str | Key,
     pattern: str,
     check: Check,
@@ -116,15 +117,6 @@ def _rule(
 
 def _pet_key(match: re.Match[str], _: str) -> str:
     return f"pet:{' '.join(match['pet'].casefold().split())}:name"
-
-
-_JA_I = "(?:私|僕|俺|わたし)"
-_JA_VALUE = r"(?P<value>[^\s、。]{1,20}?)"
-_JA_PETS = {"犬": "dog", "猫": "cat", "うさぎ": "rabbit", "ハムスター": "hamster", "鳥": "bird"}
-
-
-def _ja_pet_key(match: re.Match[str], _: str) -> str:
-    return f"pet:{_JA_PETS[match['pet']]}:name"
 
 
 def _favourite_key(match: re.Match[str], _: str) -> str:
@@ -151,20 +143,18 @@ _NOT_A_THING = re.compile(
 )
 _LIKED = {"love": "likes", "like": "likes", "enjoy": "likes", "adore": "likes"}
 """Verbs of liking (any other verb of ``_LIKE`` is disliking), without a third person's -s."""
-_JA_LANGUAGES = {"英": "english", "日本": "japanese", "中国": "chinese", "韓国": "korean", "フランス": "french",
-                 "ドイツ": "german", "スペイン": "spanish", "イタリア": "italian"}  # fmt: skip
 
 
 def _thing(value: str) -> bool:
     return not _NOT_A_THING.match(value) and len(value.split()) <= 3
 
 
-def _key_of(prefix: str, group: str | None = None) -> Key:
+def key_of(prefix: str, group: str | None = None) -> Key:
     """A key made of ``prefix`` and the captured value (or the match's ``group``), normalised: ``allergy:peanuts``."""
     return lambda match, captured: f"{prefix}:{' '.join((match[group] if group else captured).casefold().split())}"
 
 
-def _said(word: str) -> Callable[[re.Match[str]], str]:
+def said(word: str) -> Callable[[re.Match[str]], str]:
     return lambda match: word
 
 
@@ -173,70 +163,49 @@ def _liking(match: re.Match[str]) -> str:
     return _LIKED.get(verb, _LIKED.get(verb.removesuffix("s"), "dislikes"))
 
 
-def _ja_language_key(match: re.Match[str], _: str) -> str:
-    return f"language:{_JA_LANGUAGES[match['value']]}"
-
-
 RULES: tuple[Rule, ...] = (
-    _rule("residence", rf"{_I}\s+{_ADV}(?:live|lives|reside|resides)\s+in\s+{_VALUE}", _place),
-    _rule("residence", rf"{_I}{_HAVE}\s*{_ADV}(?:moved|relocated)\s+(?:back\s+)?to\s+{_VALUE}", _place),
-    _rule("residence", rf"{_AM}\s+{_ADV}(?:living|based|residing)\s+in\s+{_VALUE}", _place),
-    _rule("residence", rf"{_MY}\s+home\s+is\s+in\s+{_VALUE}", _place),
-    _rule("name", rf"{_MY}\s+name\s+is\s+{_NAME}", _name),
-    _rule("name", rf"(?:{_AM}\s+called|call\s+me)\s+{_NAME}", _capitalised_name),
-    _rule("employer", rf"{_I}\s+{_ADV}works?\s+(?:at|for)\s+{_VALUE}", _employer),
-    _rule("employer", rf"{_AM}\s+{_ADV}(?:working|employed)\s+(?:at|for|by)\s+{_VALUE}", _employer),
-    _rule("occupation", rf"{_I}\s+{_ADV}works?\s+as\s+(?:a|an)\s+{_VALUE}", _profession),
-    _rule("occupation", rf"{_AM}\s+{_ADV}(?:a|an)\s+{_VALUE}", _profession),
-    _rule("age", rf"{_AM}\s+(?P<value>\d{{1,3}})(?:\s*(?:years?\s+old|yo|y/o))?\s*$", _age),
-    _rule("age", rf"(?:{_I}\s+{_ADV}(?:just\s+)?turned|{_MY}\s+age\s+is)\s+(?P<value>\d{{1,3}})\b", _age),
-    _rule(
+    rule("residence", rf"{_I}\s+{_ADV}(?:live|lives|reside|resides)\s+in\s+{_VALUE}", place),
+    rule("residence", rf"{_I}{_HAVE}\s*{_ADV}(?:moved|relocated)\s+(?:back\s+)?to\s+{_VALUE}", place),
+    rule("residence", rf"{_AM}\s+{_ADV}(?:living|based|residing)\s+in\s+{_VALUE}", place),
+    rule("residence", rf"{_MY}\s+home\s+is\s+in\s+{_VALUE}", place),
+    rule("name", rf"{_MY}\s+name\s+is\s+{_NAME}", _name),
+    rule("name", rf"(?:{_AM}\s+called|call\s+me)\s+{_NAME}", _capitalised_name),
+    rule("employer", rf"{_I}\s+{_ADV}works?\s+(?:at|for)\s+{_VALUE}", _employer),
+    rule("employer", rf"{_AM}\s+{_ADV}(?:working|employed)\s+(?:at|for|by)\s+{_VALUE}", _employer),
+    rule("occupation", rf"{_I}\s+{_ADV}works?\s+as\s+(?:a|an)\s+{_VALUE}", _profession),
+    rule("occupation", rf"{_AM}\s+{_ADV}(?:a|an)\s+{_VALUE}", _profession),
+    rule("age", rf"{_AM}\s+(?P<value>\d{{1,3}})(?:\s*(?:years?\s+old|yo|y/o))?\s*$", _age),
+    rule("age", rf"(?:{_I}\s+{_ADV}(?:just\s+)?turned|{_MY}\s+age\s+is)\s+(?P<value>\d{{1,3}})\b", _age),
+    rule(
         "partner",
         rf"{_MY}\s+(?:{_PARTNERS})(?:'s\s+name)?\s+is\s+(?:called\s+|named\s+)?{_NAME}",
         _capitalised_name,
     ),
-    _rule("partner", rf"{_AM}\s+{_ADV}(?:married\s+to|engaged\s+to|dating)\s+{_NAME}", _capitalised_name),
-    _rule(
+    rule("partner", rf"{_AM}\s+{_ADV}(?:married\s+to|engaged\s+to|dating)\s+{_NAME}", _capitalised_name),
+    rule(
         _favourite_key,
         rf"{_MY}\s+(?:absolute\s+)?(?:favou?rite|fave)\s+(?P<thing>[a-z]+(?:\s+[a-z]+)?)\s+(?:is|are)\s+{_VALUE}",
-        _any,
+        any_value,
     ),
-    _rule(_pet_key, rf"{_MY}\s+(?:pet\s+)?(?P<pet>{_PETS})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
+    rule(_pet_key, rf"{_MY}\s+(?:pet\s+)?(?P<pet>{_PETS})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
           _name),
-    _rule(_pet_key, rf"{_I}\s+(?:have|has)\s+(?:a|an)\s+(?P<pet>{_PETS})\s+(?:called|named)\s+{_NAME}", _name),
-    _rule(_key_of("family", "rel") , rf"{_MY}\s+(?P<rel>{_FAMILY})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
+    rule(_pet_key, rf"{_I}\s+(?:have|has)\s+(?:a|an)\s+(?P<pet>{_PETS})\s+(?:called|named)\s+{_NAME}", _name),
+    rule(key_of("family", "rel") , rf"{_MY}\s+(?P<rel>{_FAMILY})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
           _capitalised_name),
-    _rule("diet", rf"{_AM}\s+{_ADV}(?:a\s+|an\s+)?(?P<value>{_DIETS})\b", _any),
-    _rule(_key_of("allergy"), rf"{_AM}\s+{_ADV}(?:severely\s+|very\s+)?allergic\s+to\s+{_VALUE}", _thing,
-          value=_said("allergic")),
-    _rule(_key_of("allergy"), rf"{_I}\s+{_ADV}(?:have|has)\s+(?:a|an)\s+(?P<value>[a-z]+(?:\s+[a-z]+)?)\s+allergy\b",
-          _thing, value=_said("allergic")),
-    _rule(_key_of("condition"),
-          rf"{_I}\s+{_ADV}(?:have|has|suffer\s+from|was\s+diagnosed\s+with)\s+(?P<value>{_CONDITIONS})\b", _any,
-          value=_said("has")),
-    _rule(_key_of("language"),
-          rf"{_I}\s+{_ADV}(?:speak|speaks)\s+(?:fluent\s+|some\s+|a\s+little\s+)?(?P<value>{_LANGUAGES})\b", _any,
-          value=_said("speaks")),
-    _rule("birthday", rf"{_MY}\s+birthday\s+is\s+(?:on\s+)?{_VALUE}", _any),
-    _rule(_key_of("pet"), rf"{_I}\s+{_ADV}(?:have|has|got|adopted)\s+(?:a|an)\s+(?:new\s+)?(?P<value>{_PETS})\s*$", _any,
-          value=_said("has")),
-    _rule(_key_of("preference"), rf"{_I}\s+{_ADV}(?:really\s+|absolutely\s+)?{_LIKE}\s+{_VALUE}", _thing,
+    rule("diet", rf"{_AM}\s+{_ADV}(?:a\s+|an\s+)?(?P<value>{_DIETS})\b", any_value),
+    rule(key_of("allergy"), rf"{_AM}\s+{_ADV}(?:severely\s+|very\s+)?allergic\s+to\s+{_VALUE}", _thing,
+          value=said("allergic")),
+    rule(key_of("allergy"), rf"{_I}\s+{_ADV}(?:have|has)\s+(?:a|an)\s+(?P<value>[a-z]+(?:\s+[a-z]+)?)\s+allergy\b",
+          _thing, value=said("allergic")),
+    rule(key_of("condition"),
+          rf"{_I}\s+{_ADV}(?:have|has|suffer\s+from|was\s+diagnosed\s+with)\s+(?P<value>{_CONDITIONS})\b", any_value,
+          value=said("has")),
+    rule(key_of("language"),
+          rf"{_I}\s+{_ADV}(?:speak|speaks)\s+(?:fluent\s+|some\s+|a\s+little\s+)?(?P<value>{_LANGUAGES})\b", any_value,
+          value=said("speaks")),
+    rule("birthday", rf"{_MY}\s+birthday\s+is\s+(?:on\s+)?{_VALUE}", any_value),
+    rule(key_of("pet"), rf"{_I}\s+{_ADV}(?:have|has|got|adopted)\s+(?:a|an)\s+(?:new\s+)?(?P<value>{_PETS})\s*$", any_value,
+          value=said("has")),
+    rule(key_of("preference"), rf"{_I}\s+{_ADV}(?:really\s+|absolutely\s+)?{_LIKE}\s+{_VALUE}", _thing,
           value=_liking),
-    _rule("residence", rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,20}}?)に(?:住んでいます|住んでる|引っ越し(?:ました|た))",
-          _place, anchored=False),
-    _rule(_ja_pet_key, rf"(?:{_JA_I}|うち)の(?P<pet>{'|'.join(_JA_PETS)})(?:の名前)?は{_JA_VALUE}(?:です|だ)", _any,
-          anchored=False),
-    _rule("name", rf"{_JA_I}の名前は{_JA_VALUE}(?:です|だ)", _any, anchored=False),
-    _rule("occupation", rf"(?:{_JA_I}の)?仕事は{_JA_VALUE}(?:です|だ)", _any, anchored=False),
-    _rule("occupation", rf"(?:{_JA_I}は)?{_JA_VALUE}として働いて(?:います|いる|る)", _any, anchored=False),
-    _rule("employer", rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,20}}?)で働いて(?:います|いる|る)", _any, anchored=False),
-    _rule(_key_of("allergy"), rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,12}}?)アレルギー(?:です|があります|持ち)", _any,
-          anchored=False, value=_said("allergic")),
-    _rule("diet", rf"(?:{_JA_I}は)?(?P<value>ベジタリアン|ヴィーガン|ビーガン)(?:です|だ)", _any, anchored=False),
-    _rule(_ja_language_key, rf"(?:{_JA_I}は)?(?P<value>{'|'.join(_JA_LANGUAGES)})語(?:が|を)話せ(?:ます|る)", _any,
-          anchored=False, value=_said("speaks")),
-    _rule(_key_of("preference"), rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,15}}?)が(?:大好き|好き)(?:です|だ|!|！)?$",
-          _any, anchored=False, value=_said("likes")),
-    _rule(_key_of("preference"), rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,15}}?)が(?:大嫌い|嫌い|苦手)(?:です|だ|!|！)?$",
-          _any, anchored=False, value=_said("dislikes")),
 )

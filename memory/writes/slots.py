@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from memory.writes.slot_rules import LEAD, NEGATION, QUESTION_START, RULES, VALUE_STOP
+from memory.writes.slot_rules_cjk import CJK_RULES
 
 if TYPE_CHECKING:
     from memory.writes.extraction import ExtractedMemory
@@ -65,8 +66,12 @@ def normalise_value(value: str) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*|\n+|;\s*")
-_CLAUSE_SPLIT = re.compile(r"(?i),?\s+(?:and|but|so)\s+(?=(?:i|i'm|i’m|i've|my)\b)|,\s+(?=(?:i|i'm|i’m|my)\b)")
+_CLAUSE_SPLIT = re.compile(
+    r"(?i),?\s+(?:and|but|so)\s+(?=(?:i|i'm|i’m|i've|my)\b)|,\s+(?=(?:i|i'm|i’m|my)\b)"
+    r"|[，,、]\s*(?:而且|并且|但是|还有|所以)?(?=我|私は|僕は|私の)"
+)
 _QUESTION_END = re.compile(r"(?:[?？]|か[。．]?|吗|呢)\s*$")
+_ALL_RULES = (*RULES, *CJK_RULES)
 _THIRD_PERSON = re.compile(LEAD + r"(?:the\s+)?user\b", re.IGNORECASE)
 
 
@@ -77,7 +82,7 @@ def recognise(clause: str, *, third_person: bool = False) -> Slot | None:
         return None
     if not third_person and _THIRD_PERSON.match(text):
         return None
-    for rule in RULES:
+    for rule in _ALL_RULES:
         match = rule.pattern.match(text)
         if match is None:
             continue
