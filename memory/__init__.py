@@ -7,7 +7,7 @@ Everything a caller needs is here; :class:`MemoryEngine` is the only way into me
 
 from memory.browsing import InvalidCursor, InvalidExport, MemoryGraph
 from memory.config import MemoryConfig, SchedulerConfig
-from memory.engine import IndexStats, MemoryEngine, QueueStats
+from memory.engine import MemoryEngine
 from memory.graph.base import UNCHANGED, GraphStoreError, NotFound, StoreUnavailable
 from memory.graph.export_format import export_memory
 from memory.metadata_keys import RESERVED_METADATA, is_core, is_pinned, reserved_keys, user_metadata
@@ -17,6 +17,7 @@ from memory.reader import MemoryReader
 from memory.recall.rankers import estimate_tokens
 from memory.recall.recall import RecalledMemory
 from memory.scheduler import RetentionPeriod
+from memory.stats import IndexStats, QueueStats
 
 __all__ = [
     "PRESETS",

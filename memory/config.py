@@ -72,6 +72,15 @@ class MemoryConfig(BaseModel):
         256.0, gt=0, description="RAM for vector partitions; the least recently used beyond it live on disk and are "
         "read back on their next use.",
     )
+    multilingual: bool = Field(
+        True,
+        description="Users who write Chinese, Japanese or Korean get a second vector space (the Universal Sentence "
+        "Encoder's, read by recall for their questions in any language); off = the main embedder alone. Unused when "
+        "the main embedder is already use.",
+    )
+    multilingual_ram_mb: float = Field(
+        64.0, gt=0, description="RAM for the multilingual vector partitions (as vector_ram_mb, for that space)."
+    )
     index_follow_interval_s: float = Field(
         1.0, gt=0, description="How often the indexes catch up with changes made by other processes."
     )
@@ -91,3 +100,7 @@ class MemoryConfig(BaseModel):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "vectors"
+
+    @property
+    def multilingual_dir(self) -> Path:
+        return self.data_dir / "vectors-multilingual"

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from memory.browsing import check_export
@@ -30,10 +29,12 @@ from memory.metadata_keys import reserved_keys
 from memory.models import Memory, MemoryKind, RelationType, Relationship, Scope
 from memory.recall.indexes import DerivedIndexes
 from memory.recall.lexical import LexicalIndex
+from memory.recall.multilingual import MultilingualLane
 from memory.recall.presets import get_preset
 from memory.recall.recall import RecalledMemory, Recaller
 from memory.reader import MemoryReader
 from memory.scheduler import MemoryScheduler, RetentionPeriod, expiry, importance_set_patch, pin_patch, unpin_patch
+from memory.stats import IndexStats, QueueStats
 from memory.tasks import BackgroundTasks
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
@@ -42,33 +43,6 @@ from memory.writes.pipeline import PipelineOptions, WritePipeline
 from memory.writes.queue import DurableQueue
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """The durable write queue as it stands."""
-
-    depth: int
-    """Jobs waiting or being applied."""
-    oldest_age_s: float
-    """Age of the oldest queued job (0 when empty)."""
-    dead_letters: int
-    """Jobs that failed for good."""
-
-
-@dataclass(frozen=True, slots=True)
-class IndexStats:
-    """The derived indexes (vectors, BM25) against the store they follow."""
-
-    store_seq: int
-    """The store's change-log position."""
-    applied_seq: int
-    """The position the indexes reflect."""
-
-    @property
-    def lag(self) -> int:
-        """Changes the store has that recall does not see yet (0: in step)."""
-        return max(0, self.store_seq - self.applied_seq)
 
 
 class MemoryEngine(MemoryReader):
@@ -83,6 +57,7 @@ class MemoryEngine(MemoryReader):
         vectors: VectorIndex,
         queue: DurableQueue,
         extractor: Extractor | None = None,
+        lane: MultilingualLane | None = None,
     ) -> None:
         """Prefer :meth:`open`, which builds every part from the config. This constructor takes them injected."""
         super().__init__(config, store)
@@ -91,8 +66,10 @@ class MemoryEngine(MemoryReader):
         self.lexical = LexicalIndex()
         self.queue = queue
         self.extractor = extractor or DeterministicExtractor()
-        self.indexes = DerivedIndexes(store, vectors, self.lexical)
-        self.recaller = Recaller(embedder, vectors, self.lexical, store)
+        self.lane = lane
+        """The multilingual vector space of users who write CJK text (None: off)."""
+        self.indexes = DerivedIndexes(store, vectors, self.lexical, lane)
+        self.recaller = Recaller(embedder, vectors, self.lexical, store, lane)
         self.pipeline = WritePipeline(
             queue,
             self.extractor,
@@ -110,11 +87,14 @@ class MemoryEngine(MemoryReader):
 
     @classmethod
     async def open(cls, config: MemoryConfig) -> MemoryEngine:
-        from memory.factory import build_extractor, build_parts
+        from memory.factory import build_extractor, build_lane, build_parts
 
         store, embedder, vectors, queue = await build_parts(config)
         extractor = build_extractor(config.extractor)
-        engine = cls(config, store=store, embedder=embedder, vectors=vectors, queue=queue, extractor=extractor)
+        lane = build_lane(config, store)
+        engine = cls(
+            config, store=store, embedder=embedder, vectors=vectors, queue=queue, extractor=extractor, lane=lane
+        )
         await engine.start()
         return engine
 
@@ -122,6 +102,8 @@ class MemoryEngine(MemoryReader):
         await self.indexes.start()
         self.pipeline.start()
         self._tasks.every(self.config.index_save_interval_s, self.vectors.save, "memory-index-saver")
+        if self.lane is not None:
+            self._tasks.every(self.config.index_save_interval_s, self.lane.save, "memory-lane-saver")
         # Writes made elsewhere (another replica on the same Neo4j, the scheduler, an import) reach this process's
         # indexes within one interval; this process's own writes are followed as they commit.
         self._tasks.every(self.config.index_follow_interval_s, self.indexes.follow, "memory-index-follower")
@@ -133,6 +115,8 @@ class MemoryEngine(MemoryReader):
         await self._tasks.close()
         await self.vectors.save()
         await self.vectors.close()
+        if self.lane is not None:
+            await self.lane.close()
         await self.queue.close()
         await self.embedder.close()
         await self.extractor.close()

@@ -7,6 +7,7 @@ from memory.embedding.base import Embedder
 from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig, UniversalEmbedderConfig
 from memory.graph import backends
 from memory.graph.base import GraphStore
+from memory.recall.multilingual import MultilingualLane
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
 from memory.writes.extraction_config import ExtractorConfig, LLMExtractorConfig
@@ -27,6 +28,19 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
     from memory.embedding.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(config.model, threads=config.threads, query_max_tokens=config.query_max_tokens)
+
+
+def build_lane(config: MemoryConfig, store: GraphStore) -> MultilingualLane | None:
+    """The multilingual lane (see :mod:`memory.recall.multilingual`), unless it is off or the main embedder is
+    already the multilingual one."""
+    if not config.multilingual or isinstance(config.embedder, UniversalEmbedderConfig):
+        return None
+    from memory.recall.multilingual import MultilingualLane
+
+    return MultilingualLane.open(
+        store, config.multilingual_dir, threads=config.embedder.threads,
+        query_max_tokens=config.embedder.query_max_tokens, resident_bytes=int(config.multilingual_ram_mb * 2**20),
+    )  # fmt: skip
 
 
 def build_store(config: MemoryConfig) -> GraphStore:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from memory.graph.base import GraphStore
 from memory.models import Change, ChangeOp, Memory, Scope, now
 from memory.recall.lexical import LexicalIndex, LexicalItem
+from memory.recall.multilingual import MultilingualLane
 from memory.recall.slot_questions import slot_tags
 from memory.recall.sources import kind_of
 from memory.vectors.base import VectorIndex
@@ -24,10 +25,13 @@ LIST_PAGE = 1000
 
 
 class DerivedIndexes:
-    def __init__(self, store: GraphStore, vectors: VectorIndex, lexical: LexicalIndex) -> None:
+    def __init__(
+        self, store: GraphStore, vectors: VectorIndex, lexical: LexicalIndex, lane: MultilingualLane | None = None
+    ) -> None:
         self._store = store
         self._vectors = vectors
         self._lexical = lexical
+        self._lane = lane
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -45,17 +49,21 @@ class DerivedIndexes:
         logger.info("derived indexes ready (%d changes applied since the vector index was saved)", applied)
 
     async def follow(self) -> int:
-        """Apply every change since the last one applied to both indexes; returns how many were applied."""
+        """Apply every change since the last one applied to both indexes (and the multilingual lane, from its own
+        position); returns how many were applied to the first two."""
         applied = 0
         async with self._lock:
             while True:
                 changes = await self._store.changes_since(self._vectors.applied_seq, limit=FOLLOW_BATCH)
                 if not changes:
-                    return applied
+                    break
                 await apply_changes(self._vectors, self._store, changes)
                 await self._apply_lexical(changes)
                 self._vectors.applied_seq = changes[-1].seq
                 applied += len(changes)
+            if self._lane is not None:
+                await self._lane.follow()
+        return applied
 
     async def _apply_lexical(self, changes: list[Change]) -> None:
         latest: dict[Scope, dict[str, ChangeOp]] = defaultdict(dict)
@@ -75,6 +83,8 @@ class DerivedIndexes:
         async with self._lock:
             await self._vectors.drop_scope(scope)
             self._lexical.drop_scope(scope)
+            if self._lane is not None:
+                await self._lane.drop_scope(scope)
 
 
 def _lexical_item(memory: Memory) -> LexicalItem:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from memory.models import Memory, Scope, now
 from memory.recall import rankers, sources
 from memory.recall.first_stage import FirstStage
 from memory.recall.lexical import LexicalIndex, tokenize
+from memory.recall.multilingual import MultilingualLane, has_cjk, merge
 from memory.recall.presets import RecallPreset
 from memory.recall.query_cues import named_speakers, time_windows
 from memory.recall.slot_questions import asked_slots, holds_asked
@@ -37,11 +39,19 @@ class RecalledMemory:
 
 
 class Recaller:
-    def __init__(self, embedder: Embedder, vectors: VectorIndex, lexical: LexicalIndex, store: GraphStore) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: VectorIndex,
+        lexical: LexicalIndex,
+        store: GraphStore,
+        lane: MultilingualLane | None = None,
+    ) -> None:
         self._embedder = embedder
         self._vectors = vectors
         self._lexical = lexical
         self._store = store
+        self._lane = lane
 
     async def recall(
         self,
@@ -59,7 +69,12 @@ class Recaller:
         at = now() if at is None else at
         # The query is embedded in the embedder's thread (onnxruntime lets go of the interpreter) while BM25 runs
         # here; then the vector search (faster, measured with `memproxy bench latency`, than BM25 beside the search).
-        embedding = asyncio.ensure_future(self._embedder.embed_one(query))
+        # A user who writes CJK text is in the multilingual lane (see memory.recall.multilingual): their query is
+        # embedded by the lane's model too (alone, for a CJK query); anyone else's exactly as before.
+        lane = self._lane if self._lane is not None and self._lane.holds(scope) else None
+        embedding: asyncio.Future[Any] = asyncio.ensure_future(
+            self._embedder.embed_one(query) if lane is None else _lane_query(self._embedder, lane, query)
+        )
         try:
             await asyncio.sleep(0)  # the embedding task hands its work to the embedder's thread before BM25 runs
             asked = asked_slots(query) if preset.weights.slot else ()
@@ -68,7 +83,10 @@ class Recaller:
         except BaseException:
             embedding.cancel()
             raise
-        dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
+        if lane is None:
+            dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
+        else:
+            dense_hits = await self._lane_hits(scope, lane, query_vector, preset.dense_k)
 
         asks_assistant = sources.about_assistant(query)
         by_kind = sources.kind_weights(
@@ -154,7 +172,25 @@ class Recaller:
             for c in chosen
         ]
 
+    async def _lane_hits(
+        self, scope: Scope, lane: MultilingualLane, vectors: tuple[np.ndarray | None, np.ndarray], k: int
+    ) -> list[tuple[str, float]]:
+        primary, multilingual = vectors
+        if primary is None:
+            return await lane.search(scope, multilingual, k)
+        ours, theirs = await asyncio.gather(self._vectors.search(scope, primary, k), lane.search(scope, multilingual, k))
+        return merge(ours, theirs)
+
     def _known(self, scope: Scope, memory_ids: Sequence[str], by_kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The candidates' times and source shares, as the lexical index keeps them (no store read)."""
         times, kinds = self._lexical.times_and_kinds(scope, memory_ids)
         return times, by_kind[kinds]
+
+
+async def _lane_query(embedder: Embedder, lane: MultilingualLane, query: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """The query's vectors for a user in the lane: the lane's alone for a query in CJK script (the main model
+    cannot read it), both otherwise, each on its own model's thread."""
+    if has_cjk(query):
+        return None, await lane.embedder.embed_one(query)
+    primary, multilingual = await asyncio.gather(embedder.embed_one(query), lane.embedder.embed_one(query))
+    return primary, multilingual
