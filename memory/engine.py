@@ -99,6 +99,8 @@ class MemoryEngine(MemoryReader):
         return engine
 
     async def start(self) -> None:
+        if self.lane is not None:
+            await self.lane.start()
         await self.indexes.start()
         self.pipeline.start()
         self._tasks.every(self.config.index_save_interval_s, self.vectors.save, "memory-index-saver")

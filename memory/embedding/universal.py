@@ -29,6 +29,11 @@ QUERY_CHARS_PER_TOKEN = 8
 Python, and a piece is rarely longer): the cut to pieces then works on a bounded text."""
 
 
+def universal_name() -> str:
+    """The embedder's name (stored with an index: a new package version means new vectors), without loading it."""
+    return f"use-multilingual-v3@{metadata.version(PACKAGE)}"
+
+
 class UniversalSentenceEncoder(BatchedEmbedder):
     """Bulk calls (write jobs) run in one worker thread at background priority and recall's queries in a second one,
     over the same read-only weights (see :class:`BatchedEmbedder`); ``threads`` bounds numpy's BLAS threads per call.
@@ -49,7 +54,7 @@ class UniversalSentenceEncoder(BatchedEmbedder):
         self._backend = self._model._model  # loads the weights now, not on the first chat
         self._tokenizer = self._model._tokenizer
         self.dim = DIM
-        self.name = f"use-multilingual-v3@{metadata.version(PACKAGE)}"
+        self.name = universal_name()
         self._query_max_tokens = query_max_tokens
         self._threads = threads
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="use-embedder", initializer=background())

@@ -22,18 +22,22 @@ so its similarities are mapped onto MiniLM's scale (:func:`as_primary_scale`) be
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
 from memory.models import Change, ChangeOp, Memory, Scope, now
-from memory.vectors.base import VectorIndex
+
+if TYPE_CHECKING:
+    from memory.vectors.faiss_index import FaissVectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -70,22 +74,44 @@ class MultilingualLane:
     """The lane's embedder and vector index, kept in step with ``store``. One event loop uses it; :meth:`follow`
     runs under the caller's lock (:class:`memory.recall.indexes.DerivedIndexes`)."""
 
-    def __init__(self, store: GraphStore, embedder: Embedder, index: VectorIndex) -> None:
-        self.embedder = embedder
+    def __init__(self, store: GraphStore, index: FaissVectorIndex, load_embedder: Callable[[], Embedder]) -> None:
+        """``load_embedder`` is called (in a thread) the first time the lane needs its model: a process whose users
+        write only English never loads it (about 100 MB resident)."""
         self.index = index
         self._store = store
+        self._load_embedder = load_embedder
+        self._embedder: Embedder | None = None
+        self._loading = asyncio.Lock()
+
+    async def embedder(self) -> Embedder:
+        """The lane's model, loaded on first use."""
+        if self._embedder is None:
+            async with self._loading:
+                if self._embedder is None:
+                    self._embedder = await asyncio.to_thread(self._load_embedder)
+        return self._embedder
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded in this process."""
+        return self._embedder is not None
+
+    async def start(self) -> None:
+        """Load the model now if anyone is in the lane already (so their first question after a restart does not
+        wait for it)."""
+        if self.index.scopes():
+            await self.embedder()
 
     @classmethod
     def open(cls, store: GraphStore, index_dir: Path, *, threads: int = 1, query_max_tokens: int = 64,
              resident_bytes: int) -> MultilingualLane:  # fmt: skip
-        from memory.embedding.universal import UniversalSentenceEncoder
+        from memory.embedding.universal import DIM, UniversalSentenceEncoder, universal_name
         from memory.vectors.faiss_index import FaissVectorIndex
 
-        embedder = UniversalSentenceEncoder(threads=threads, query_max_tokens=query_max_tokens)
         index = FaissVectorIndex.open(
-            index_dir, dim=embedder.dim, embedder_name=embedder.name, resident_bytes=resident_bytes
+            index_dir, dim=DIM, embedder_name=universal_name(), resident_bytes=resident_bytes
         )
-        return cls(store, embedder, index)
+        return cls(store, index, lambda: UniversalSentenceEncoder(threads=threads, query_max_tokens=query_max_tokens))
 
     def holds(self, scope: Scope) -> bool:
         """The user is in the lane (has written CJK text). No I/O."""
@@ -133,7 +159,7 @@ class MultilingualLane:
         for start in range(0, len(memories), FOLLOW_BATCH):
             chunk = memories[start : start + FOLLOW_BATCH]
             if chunk:
-                vectors = await self.embedder.embed([m.text for m in chunk])
+                vectors = await (await self.embedder()).embed([m.text for m in chunk])
                 await self.index.add(scope, [m.id for m in chunk], vectors)
 
     async def _all_active(self, scope: Scope) -> list[Memory]:
@@ -155,4 +181,5 @@ class MultilingualLane:
     async def close(self) -> None:
         await self.index.save()
         await self.index.close()
-        await self.embedder.close()
+        if self._embedder is not None:
+            await self._embedder.close()

@@ -190,7 +190,8 @@ class Recaller:
 async def _lane_query(embedder: Embedder, lane: MultilingualLane, query: str) -> tuple[np.ndarray | None, np.ndarray]:
     """The query's vectors for a user in the lane: the lane's alone for a query in CJK script (the main model
     cannot read it), both otherwise, each on its own model's thread."""
+    multilingual = await lane.embedder()
     if has_cjk(query):
-        return None, await lane.embedder.embed_one(query)
-    primary, multilingual = await asyncio.gather(embedder.embed_one(query), lane.embedder.embed_one(query))
-    return primary, multilingual
+        return None, await multilingual.embed_one(query)
+    primary, theirs = await asyncio.gather(embedder.embed_one(query), multilingual.embed_one(query))
+    return primary, theirs

@@ -66,7 +66,9 @@ async def test_only_users_who_write_cjk_are_in_the_lane_with_all_their_memories(
             await engine.remember(text, "ann")
             await engine.remember(text, "mei")
         assert not engine.lane.holds(engine.scope("ann")) and not engine.lane.holds(engine.scope("mei"))
+        assert not engine.lane.loaded  # English only so far: the model is not even loaded
         await engine.remember(MEMORIES["cat"], "mei")  # mei's first CJK memory brings her English ones in
+        assert engine.lane.loaded
         assert engine.lane.index.count(engine.scope("mei")) == 3
         await engine.remember("I also play tennis.", "mei")  # and every later one joins
         assert engine.lane.index.count(engine.scope("mei")) == 4
@@ -80,6 +82,7 @@ async def test_the_lane_survives_a_restart_and_forgetting_a_user_empties_it(tmp_
         assert engine.lane is not None and engine.lane.index.count(engine.scope("mei")) == len(MEMORIES)
     async with await MemoryEngine.open(open_config(tmp_path)) as engine:
         assert engine.lane is not None and engine.lane.index.count(engine.scope("mei")) == len(MEMORIES)
+        assert engine.lane.loaded  # someone is in the lane: loaded at start, not on their first question
         recalled = await engine.recall("What is the name of my pet?", "mei", top_k=1)
         assert recalled[0].memory.text == MEMORIES["cat"]
         await engine.forget_user("mei")
