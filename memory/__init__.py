@@ -16,6 +16,7 @@ from memory.recall.presets import PRESETS, RecallPreset
 from memory.reader import MemoryReader
 from memory.recall.rankers import estimate_tokens
 from memory.recall.recall import RecalledMemory
+from memory.reembed import EmbedderChanged, reembed
 from memory.scheduler import RetentionPeriod
 from memory.stats import IndexStats, QueueStats
 
@@ -23,6 +24,7 @@ __all__ = [
     "PRESETS",
     "RESERVED_METADATA",
     "UNCHANGED",
+    "EmbedderChanged",
     "Entity",
     "GraphHit",
     "GraphStoreError",
@@ -50,6 +52,7 @@ __all__ = [
     "export_memory",
     "is_core",
     "is_pinned",
+    "reembed",
     "reserved_keys",
     "user_metadata",
 ]

@@ -7,6 +7,7 @@ from memory.embedding.base import Embedder
 from memory.embedding.config import EmbedderConfig, OnnxEmbedderConfig, UniversalEmbedderConfig
 from memory.graph import backends
 from memory.graph.base import GraphStore
+from memory.reembed import check as check_embedder
 from memory.recall.multilingual import MultilingualLane
 from memory.vectors.base import VectorIndex
 from memory.writes.extraction import DeterministicExtractor, Extractor
@@ -68,6 +69,7 @@ async def build_parts(config: MemoryConfig) -> tuple[GraphStore, Embedder, Vecto
     embedder = build_embedder(config.embedder)
     if embedder.dim != config.embedder.dim:
         raise ValueError(f"the embedding model has dimension {embedder.dim}, the configuration says {config.embedder.dim}")
+    check_embedder(config.data_dir, embedder)  # the store's embeddings are this embedder's, or EmbedderChanged
     store = build_store(config)
     await store.open()
     vectors = FaissVectorIndex.open(

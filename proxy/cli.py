@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request line")
     serve.set_defaults(handler=_serve)
 
+    reembed = commands.add_parser(
+        "reembed", help="embed every memory again with the configured embedder (after changing it; resumable)"
+    )
+    reembed.set_defaults(handler=_reembed)
     settings = commands.add_parser("settings", help="every MEMPROXY_* variable: its default and what it does")
     settings.add_argument("--markdown", action="store_true", help="as the README's table")
     settings.set_defaults(handler=_settings)
@@ -117,6 +121,27 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    """With the proxy stopped: the store's memories embedded with the configured embedder, with a progress bar."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from memory import reembed
+
+    settings = load_settings()
+    with tqdm(unit="memories", desc="re-embedding", disable=None) as bar:
+
+        def show(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        count = asyncio.run(reembed(settings.memory, show))
+    print(f"re-embedded {count} memories with {settings.memory.embedder.runtime}")
     return 0
 
 
