@@ -323,7 +323,8 @@ class ChatMemory:
         job_id = "chat-" + exchange[:32]
         try:
             await self._memory.engine().remember_exchange(
-                with_ids, {"id": message_id(answered), "content": answer}, user_id=identity.user,
+                with_ids, {"id": message_id(answered), "content": prompt_layout.without_echoed_blocks(answer)},
+                user_id=identity.user,
                 tenant=identity.tenant, conversation_id=identity.conversation_id, timestamp=at, job_id=job_id,
             )  # fmt: skip
             self.stats.queued_writes += 1
