@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,10 @@ class Recaller:
             dense_hits = await self._vectors.search(scope, query_vector, preset.dense_k)
         else:
             dense_hits = await self._lane_hits(scope, lane, query_vector, preset.dense_k)
+            if query_vector[0] is None:  # a CJK query, read by the lane's model
+                preset = preset.with_overrides(
+                    weights=replace(preset.weights, lexical=preset.weights.lexical * preset.cjk_lexical_share)
+                )
 
         asks_assistant = sources.about_assistant(query)
         by_kind = sources.kind_weights(
