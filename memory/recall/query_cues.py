@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from memory.recall import dates
 from memory.recall.query_cues_cjk import cjk_periods
 
 DAY_S = 86_400.0
@@ -95,7 +96,7 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
         found.append(TimeWindow(start.timestamp(), end.timestamp()))
 
     for match in _ISO.finditer(query):
-        day = _date(int(match[1]), int(match[2]), int(match[3]))
+        day = dates.day(int(match[1]), int(match[2]), int(match[3]))
         add(match, day, day and day + timedelta(days=1))
     for pattern, day_group, month_group in ((_DAY_MONTH, 1, 2), (_MONTH_DAY, 2, 1)):
         for match in pattern.finditer(query):
@@ -103,22 +104,22 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
             if month is None:
                 continue
             day_number = int(match[day_group])
-            day = _date(int(match[3]) if match[3] else year_of(month, day_number), month, day_number)
+            day = dates.day(int(match[3]) if match[3] else year_of(month, day_number), month, day_number)
             add(match, day, day and day + timedelta(days=1))
     for match in _MONTH_YEAR.finditer(query):
         month, year = _month(match[1]), int(match[2])
         if month is None:
             continue
-        add(match, _date(year, month, 1), _month_after(year, month))
+        add(match, dates.day(year, month, 1), dates.month_after(year, month))
     for match in _IN_MONTH.finditer(query):
         month = _month(match[1])
         if month is None:
             continue
         year = year_of(month)
-        add(match, _date(year, month, 1), _month_after(year, month))
+        add(match, dates.day(year, month, 1), dates.month_after(year, month))
     for match in _IN_YEAR.finditer(query):
         year = int(match[1])
-        add(match, _date(year, 1, 1), _date(year + 1, 1, 1))
+        add(match, dates.day(year, 1, 1), dates.day(year + 1, 1, 1))
     midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
     for match in _AGO.finditer(query):
         count = _WORD_NUMBERS.get(match[1].lower()) or int(match[1])
@@ -156,14 +157,3 @@ def named_speakers(query: str, speakers: Iterable[object]) -> set[str]:
         if parts and all(part in words for part in parts):
             named.add(speaker)
     return named
-
-
-def _date(year: int, month: int, day: int) -> datetime | None:
-    try:
-        return datetime(year, month, day, tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def _month_after(year: int, month: int) -> datetime | None:
-    return _date(year + (month == 12), month % 12 + 1, 1)

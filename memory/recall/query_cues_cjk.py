@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
+from memory.recall import dates
+
 Period = tuple[tuple[int, int], datetime | None, datetime | None]
 """(the span of the text that names it, start, end exclusive); None where the date does not exist."""
 
@@ -56,22 +58,22 @@ def cjk_periods(query: str, today: date, year_named: int | None) -> Iterator[Per
         return today.year if (month, day) <= (today.month, today.day) else today.year - 1
 
     for match in _FULL_DATE.finditer(query):
-        day = _date(_number(match[1]), _number(match[2]), _number(match[3]))
+        day = dates.day(_number(match[1]), _number(match[2]), _number(match[3]))
         yield match.span(), day, day and day + timedelta(days=1)
     for match in _MONTH_DAY.finditer(query):
         month, day_number = _number(match[1]), _number(match[2])
-        day = _date(year_of(month, day_number), month, day_number)
+        day = dates.day(year_of(month, day_number), month, day_number)
         yield match.span(), day, day and day + timedelta(days=1)
     for match in _YEAR_MONTH.finditer(query):
         year, month = _number(match[1]), _number(match[2])
-        yield match.span(), _date(year, month, 1), _month_after(year, month)
+        yield match.span(), dates.day(year, month, 1), dates.month_after(year, month)
     for match in _MONTH.finditer(query):
         month = _number(match[1])
         year = year_of(month)
-        yield match.span(), _date(year, month, 1), _month_after(year, month)
+        yield match.span(), dates.day(year, month, 1), dates.month_after(year, month)
     for match in _YEAR.finditer(query):
         year = _number(match[1])
-        yield match.span(), _date(year, 1, 1), _date(year + 1, 1, 1)
+        yield match.span(), dates.day(year, 1, 1), dates.day(year + 1, 1, 1)
     midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
     for match in _AGO.finditer(query):
         unit = match["unit"]
@@ -111,16 +113,3 @@ def _number(text: str) -> int:
 
 
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
-
-
-def _date(year: int, month: int, day: int) -> datetime | None:
-    try:
-        return datetime(year, month, day, tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def _month_after(year: int, month: int) -> datetime | None:
-    if not 1 <= month <= 12:
-        return None
-    return _date(year + (month == 12), month % 12 + 1, 1)
