@@ -5,16 +5,14 @@ now?" finds the new one."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 
 from memory.engine import MemoryEngine
 from memory.recall.query_cues import time_windows
 from memory.recall.slot_questions import asked_slots
 from memory.writes.slots import clauses, recognise
+from tests.memory.recall.test_query_cues import NOW, spans
 
-NOW = datetime(2026, 11, 24, 15, 30, tzinfo=timezone.utc).timestamp()
 T0 = 1_700_000_000.0
 
 
@@ -94,13 +92,6 @@ def test_a_chinese_turn_is_cut_into_its_statements() -> None:
 )
 def test_questions_about_a_slot_ask_for_its_tags(query: str, tags: tuple[str, ...]) -> None:
     assert asked_slots(query) == tags
-
-
-def spans(query: str) -> list[tuple[str, str]]:
-    def show(at: float) -> str:
-        return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%d")
-
-    return [(show(w.start), show(w.end)) for w in time_windows(query, NOW)]
 
 
 @pytest.mark.parametrize(
