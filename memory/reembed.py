@@ -22,6 +22,7 @@ from typing import Any
 from memory.atomic_file import write_atomic
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
+from memory.graph.paging import every_page
 from memory.models import Scope
 
 MARKER = "embedder.json"
@@ -76,19 +77,14 @@ async def reembed(config: MemoryConfig, progress: Callable[[int, int], None] | N
         if progress is not None:
             progress(done, total)
         for scope in pending:
-            cursor = None
-            while True:
-                page = await store.list_memories(scope, limit=PAGE, cursor=cursor, include_inactive=True)
-                if page.items:
-                    vectors = await embedder.embed([memory.text for memory in page.items])
-                    for memory, vector in zip(page.items, vectors, strict=True):
+            async for page in every_page(store, scope, limit=PAGE, include_inactive=True):
+                if page:
+                    vectors = await embedder.embed([memory.text for memory in page])
+                    for memory, vector in zip(page, vectors, strict=True):
                         await store.upsert_memory(memory, vector)
-                    done += len(page.items)
+                    done += len(page)
                     if progress is not None:
                         progress(done, total)
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
             state["done"].append(_key(scope))
             _write(config.data_dir / PROGRESS, state)
         record(config.data_dir, embedder)

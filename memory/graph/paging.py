@@ -14,10 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from memory.models import Memory, Page
+from memory.models import Memory, Page, Scope
+
+if TYPE_CHECKING:
+    from memory.graph.base import GraphStore
 
 T = TypeVar("T")
 
@@ -66,3 +69,16 @@ def in_order_asked(found: Iterable[T], ids: Sequence[str], key: Callable[[T], st
     """The items found, in the order of ``ids`` (one per time an id is asked); ids not found are left out."""
     by_id = {key(item): item for item in found}
     return [by_id[memory_id] for memory_id in ids if memory_id in by_id]
+
+
+async def every_page(
+    store: GraphStore, scope: Scope, *, limit: int = 1000, include_inactive: bool = False
+) -> AsyncIterator[list[Memory]]:
+    """A caller's scan of the scope's memories, a page at a time, newest first (a page may be empty)."""
+    cursor = None
+    while True:
+        page = await store.list_memories(scope, limit=limit, cursor=cursor, include_inactive=include_inactive)
+        yield list(page.items)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

@@ -8,6 +8,7 @@ import logging
 from collections import defaultdict
 
 from memory.graph.base import GraphStore
+from memory.graph.paging import every_page
 from memory.models import Change, ChangeOp, Memory, Scope, now
 from memory.recall.lexical import LexicalIndex, LexicalItem
 from memory.recall.multilingual import MultilingualLane
@@ -38,13 +39,8 @@ class DerivedIndexes:
         """Lexical postings are rebuilt from the store; the vector index resumes from the seq it saved."""
         async with self._lock:
             for scope in await self._store.scopes():
-                cursor = None
-                while True:
-                    page = await self._store.list_memories(scope, limit=LIST_PAGE, cursor=cursor)
-                    self._lexical.add_many(scope, (_lexical_item(m) for m in page.items if m.active))
-                    if page.next_cursor is None:
-                        break
-                    cursor = page.next_cursor
+                async for page in every_page(self._store, scope, limit=LIST_PAGE):
+                    self._lexical.add_many(scope, (_lexical_item(m) for m in page if m.active))
         applied = await self.follow()
         logger.info("derived indexes ready (%d changes applied since the vector index was saved)", applied)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
+from memory.graph.paging import every_page
 from memory.models import Change, ChangeOp, Memory, Scope, now
 
 if TYPE_CHECKING:
@@ -163,14 +164,7 @@ class MultilingualLane:
                 await self.index.add(scope, [m.id for m in chunk], vectors)
 
     async def _all_active(self, scope: Scope) -> list[Memory]:
-        found: list[Memory] = []
-        cursor = None
-        while True:
-            page = await self._store.list_memories(scope, limit=LIST_PAGE, cursor=cursor)
-            found += [m for m in page.items if m.active]
-            if page.next_cursor is None:
-                return found
-            cursor = page.next_cursor
+        return [m async for page in every_page(self._store, scope, limit=LIST_PAGE) for m in page if m.active]
 
     async def drop_scope(self, scope: Scope) -> None:
         await self.index.drop_scope(scope)
