@@ -15,14 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from memory.writes.slot_words import FAMILY, JA_FAMILY, JA_PETS, PARTNERS, PETS, ZH_FAMILY, ZH_PARTNERS, ZH_PETS, key_word, one_of
+
 TAG = "§"
 
-_PETS = "dog|cat|puppy|kitten|hamster|rabbit|bunny|parrot|bird|fish|turtle|tortoise|horse|pony|ferret|lizard|snake"
-_FAMILY = "sister|brother|mother|mom|mum|father|dad|son|daughter|grandmother|grandma|grandfather|grandpa|aunt|uncle"
-_PARTNERS = "wife|husband|partner|girlfriend|boyfriend|fiancée?|spouse"
-_JA_PETS = {"犬": "dog", "猫": "cat", "うさぎ": "rabbit", "ハムスター": "hamster", "鳥": "bird"}
-_JA_FAMILY = {"姉": "sister", "妹": "sister", "兄": "brother", "弟": "brother", "母": "mother", "父": "father",
-              "息子": "son", "娘": "daughter"}  # fmt: skip
 
 _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
     (cues, re.compile(pattern, re.IGNORECASE), key)
@@ -40,7 +36,7 @@ _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
          "name"),
         (("old", "age"), r"\bhow\s+old\s+am\s+i\b|\bmy\s+age\b", "age"),
         (("wife", "husband", "partner", "friend", "fianc", "spouse", "married", "engaged"),
-         rf"\bmy\s+(?:{_PARTNERS})\b|\bwho\s+am\s+i\s+(?:married|engaged)\s+to\b", "partner"),
+         rf"\bmy\s+(?:{PARTNERS})\b|\bwho\s+am\s+i\s+(?:married|engaged)\s+to\b", "partner"),
         (("pet",),
          r"\bmy\s+pets?\b|\bpets?\s+do\s+i\s+(?:have|own)\b|\bdo\s+i\s+(?:have|own)\s+(?:any\s+|a\s+)?pets?\b", "pet"),
         (("allerg",), r"\ballerg", "allergy"),
@@ -72,24 +68,21 @@ _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
         (("语", "话"), r"我会说什么|什么语言|几种语言|会说.{0,4}吗", "language"),
         (("生日",), r"生日", "birthday"),
         (("喜欢", "讨厌"), r"我(?:喜欢|讨厌|不喜欢)什么", "preference"),
-        (("妻子", "老婆", "太太", "丈夫", "老公", "朋友", "男友", "女友"),
-         r"我的?(?:妻子|老婆|太太|丈夫|老公|男朋友|女朋友|男友|女友)", "partner"),
+        (("妻", "老婆", "太太", "丈夫", "老公", "先生", "朋友", "男友", "女友", "未婚"),
+         rf"我的?(?:{ZH_PARTNERS})", "partner"),
         (("宠物",), r"宠物", "pet"),
     )
 )
 """Each slot question: words one of which the question holds (a cheap test before the pattern, which costs tens of
 microseconds a query across all the patterns), the pattern, the slot."""
-_MY_PET = re.compile(rf"\bmy\s+({_PETS})s?\b", re.IGNORECASE)
-_MY_FAMILY = re.compile(rf"\bmy\s+({_FAMILY})\b", re.IGNORECASE)
+_MY_PET = re.compile(rf"\bmy\s+({PETS})s?\b", re.IGNORECASE)
+_MY_FAMILY = re.compile(rf"\bmy\s+({FAMILY})\b", re.IGNORECASE)
 _MY_FAVOURITE = re.compile(r"\bmy\s+(?:favou?rite|fave)\s+([a-z]+(?:\s+[a-z]+)?)", re.IGNORECASE)
 _DO_I_LIKE = re.compile(r"\bdo\s+i\s+(?:like|love|enjoy|hate|dislike)\s+([a-z]+(?:\s+[a-z]+)?)\b", re.IGNORECASE)
-_JA_PET = re.compile(f"({'|'.join(_JA_PETS)})の名前|ペット")
-_ZH_PETS = {"狗": "dog", "小狗": "dog", "猫": "cat", "小猫": "cat", "兔子": "rabbit", "仓鼠": "hamster", "鸟": "bird"}
-_ZH_FAMILY = {"姐姐": "sister", "妹妹": "sister", "哥哥": "brother", "弟弟": "brother", "妈妈": "mother",
-              "爸爸": "father", "儿子": "son", "女儿": "daughter"}  # fmt: skip
-_ZH_PET = re.compile(f"我(?:的|家的?)({'|'.join(sorted(_ZH_PETS, key=len, reverse=True))})(?:叫什么|的名字)")
-_ZH_FAMILY_NAME = re.compile(f"我的?({'|'.join(_ZH_FAMILY)})(?:叫什么|的名字)")
-_JA_FAMILY_NAME = re.compile(f"({'|'.join(_JA_FAMILY)})の名前")
+_JA_PET = re.compile(f"({one_of(JA_PETS)})の名前|ペット")
+_ZH_PET = re.compile(f"我(?:的|家的?)({one_of(ZH_PETS)})(?:叫什么|的名字)")
+_ZH_FAMILY_NAME = re.compile(f"我的?({one_of(ZH_FAMILY)})(?:叫什么|的名字)")
+_JA_FAMILY_NAME = re.compile(f"({one_of(JA_FAMILY)})の名前")
 
 
 def slot_tags(key: str) -> tuple[str, ...]:
@@ -105,18 +98,18 @@ def asked_slots(query: str) -> tuple[str, ...]:
         TAG + key for cues, pattern, key in _ASKED if any(cue in lowered for cue in cues) and pattern.search(query)
     ]
     if "my" in lowered:
-        asked += [f"{TAG}pet:{match.casefold()}" for match in _MY_PET.findall(query)]
-        asked += [f"{TAG}family:{match.casefold()}" for match in _MY_FAMILY.findall(query)]
+        asked += [f"{TAG}pet:{key_word(match)}" for match in _MY_PET.findall(query)]
+        asked += [f"{TAG}family:{key_word(match)}" for match in _MY_FAMILY.findall(query)]
         asked += [f"{TAG}favourite:{_favourite(match)}" for match in _MY_FAVOURITE.findall(query)]
     if "do i" in lowered:
         asked += [f"{TAG}preference:{' '.join(match.casefold().split())}" for match in _DO_I_LIKE.findall(query)]
     if "名前" in query or "ペット" in query:
         for match in _JA_PET.finditer(query):
-            asked.append(f"{TAG}pet:{_JA_PETS[match[1]]}" if match[1] else f"{TAG}pet")
-        asked += [f"{TAG}family:{_JA_FAMILY[word]}" for word in _JA_FAMILY_NAME.findall(query)]
+            asked.append(f"{TAG}pet:{JA_PETS[match[1]]}" if match[1] else f"{TAG}pet")
+        asked += [f"{TAG}family:{JA_FAMILY[word]}" for word in _JA_FAMILY_NAME.findall(query)]
     if "我" in query:
-        asked += [f"{TAG}pet:{_ZH_PETS[word]}" for word in _ZH_PET.findall(query)]
-        asked += [f"{TAG}family:{_ZH_FAMILY[word]}" for word in _ZH_FAMILY_NAME.findall(query)]
+        asked += [f"{TAG}pet:{ZH_PETS[word]}" for word in _ZH_PET.findall(query)]
+        asked += [f"{TAG}family:{ZH_FAMILY[word]}" for word in _ZH_FAMILY_NAME.findall(query)]
     return tuple(dict.fromkeys(asked))
 
 

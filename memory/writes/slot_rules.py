@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from memory.writes.slot_words import FAMILY, PARTNERS, PETS, key_word
+
 # --- patterns ----------------------------------------------------------------------------------------------------
 
 LEAD = (
@@ -23,11 +25,6 @@ _ADV = r"(?:(?:now|currently|actually|still|just|recently|finally|already|also|o
 _HAVE = r"(?:(?:'ve|\s+have|\s+has)\s+)?"
 _VALUE = r"(?P<value>[^,.;!?()\n]+)"
 _NAME = r"(?P<value>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*){0,2})"
-_PETS = (
-    r"dog|cat|puppy|kitten|hamster|rabbit|bunny|parrot|bird|fish|turtle|tortoise|horse|pony|guinea\s+pig|ferret"
-    r"|lizard|snake|goldfish|budgie"
-)
-_PARTNERS = r"wife|husband|partner|girlfriend|boyfriend|fiancée?|spouse"
 NEGATION = re.compile(r"(?i)\b(?:not|never|no\s+longer|anymore|any\s+more|used\s+to)\b|n't\b|n’t\b")
 QUESTION_START = re.compile(
     r"(?i)^(?:do|does|did|am|is|are|was|were|can|could|should|would|will|where|what|who|how|why|when|which)\b"
@@ -116,7 +113,7 @@ def rule(
 
 
 def _pet_key(match: re.Match[str], _: str) -> str:
-    return f"pet:{' '.join(match['pet'].casefold().split())}:name"
+    return f"pet:{key_word(match['pet'])}:name"
 
 
 def _favourite_key(match: re.Match[str], _: str) -> str:
@@ -124,10 +121,6 @@ def _favourite_key(match: re.Match[str], _: str) -> str:
     return f"favourite:{thing}"
 
 
-_FAMILY = (
-    r"sister|brother|mother|mom|mum|father|dad|son|daughter|grandmother|grandma|grandfather|grandpa|aunt|uncle"
-    r"|cousin|niece|nephew|best\s+friend"
-)
 _DIETS = r"vegetarian|vegan|pescatarian|pescetarian|gluten[-\s]free|lactose[-\s]intolerant|keto|halal|kosher"
 _CONDITIONS = (
     r"diabetes|asthma|arthritis|migraines?|celiac\s+disease|hypertension|high\s+blood\s+pressure|epilepsy|anxiety"
@@ -178,7 +171,7 @@ RULES: tuple[Rule, ...] = (
     rule("age", rf"(?:{_I}\s+{_ADV}(?:just\s+)?turned|{_MY}\s+age\s+is)\s+(?P<value>\d{{1,3}})\b", _age),
     rule(
         "partner",
-        rf"{_MY}\s+(?:{_PARTNERS})(?:'s\s+name)?\s+is\s+(?:called\s+|named\s+)?{_NAME}",
+        rf"{_MY}\s+(?:{PARTNERS})(?:'s\s+name)?\s+is\s+(?:called\s+|named\s+)?{_NAME}",
         _capitalised_name,
     ),
     rule("partner", rf"{_AM}\s+{_ADV}(?:married\s+to|engaged\s+to|dating)\s+{_NAME}", _capitalised_name),
@@ -187,10 +180,10 @@ RULES: tuple[Rule, ...] = (
         rf"{_MY}\s+(?:absolute\s+)?(?:favou?rite|fave)\s+(?P<thing>[a-z]+(?:\s+[a-z]+)?)\s+(?:is|are)\s+{_VALUE}",
         any_value,
     ),
-    rule(_pet_key, rf"{_MY}\s+(?:pet\s+)?(?P<pet>{_PETS})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
+    rule(_pet_key, rf"{_MY}\s+(?:pet\s+)?(?P<pet>{PETS})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
           _name),
-    rule(_pet_key, rf"{_I}\s+(?:have|has)\s+(?:a|an)\s+(?P<pet>{_PETS})\s+(?:called|named)\s+{_NAME}", _name),
-    rule(key_of("family", "rel") , rf"{_MY}\s+(?P<rel>{_FAMILY})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
+    rule(_pet_key, rf"{_I}\s+(?:have|has)\s+(?:a|an)\s+(?P<pet>{PETS})\s+(?:called|named)\s+{_NAME}", _name),
+    rule(key_of("family", "rel") , rf"{_MY}\s+(?P<rel>{FAMILY})(?:'s\s+name\s+is|\s+is\s+(?:called|named))\s+{_NAME}",
           _capitalised_name),
     rule("diet", rf"{_AM}\s+{_ADV}(?:a\s+|an\s+)?(?P<value>{_DIETS})\b", any_value),
     rule(key_of("allergy"), rf"{_AM}\s+{_ADV}(?:severely\s+|very\s+)?allergic\s+to\s+{_VALUE}", _thing,
@@ -204,7 +197,7 @@ RULES: tuple[Rule, ...] = (
           rf"{_I}\s+{_ADV}(?:speak|speaks)\s+(?:fluent\s+|some\s+|a\s+little\s+)?(?P<value>{_LANGUAGES})\b", any_value,
           value=said("speaks")),
     rule("birthday", rf"{_MY}\s+birthday\s+is\s+(?:on\s+)?{_VALUE}", any_value),
-    rule(key_of("pet"), rf"{_I}\s+{_ADV}(?:have|has|got|adopted)\s+(?:a|an)\s+(?:new\s+)?(?P<value>{_PETS})\s*$", any_value,
+    rule(key_of("pet"), rf"{_I}\s+{_ADV}(?:have|has|got|adopted)\s+(?:a|an)\s+(?:new\s+)?(?P<value>{PETS})\s*$", any_value,
           value=said("has")),
     rule(key_of("preference"), rf"{_I}\s+{_ADV}(?:really\s+|absolutely\s+)?{_LIKE}\s+{_VALUE}", _thing,
           value=_liking),

@@ -13,12 +13,12 @@ import re
 from collections.abc import Callable
 
 from memory.writes.slot_rules import Check, Key, Rule, any_value, key_of, place, rule, said
+from memory.writes.slot_words import JA_PETS, ZH_FAMILY, ZH_PARTNERS, ZH_PETS, one_of
 
 # --- Japanese ----------------------------------------------------------------------------------------------------
 
 _JA_I = "(?:私|僕|俺|わたし)"
 _JA_VALUE = r"(?P<value>[^\s、。]{1,20}?)"
-_JA_PETS = {"犬": "dog", "猫": "cat", "うさぎ": "rabbit", "ハムスター": "hamster", "鳥": "bird"}
 _JA_LANGUAGES = {"英": "english", "日本": "japanese", "中国": "chinese", "韓国": "korean", "フランス": "french",
                  "ドイツ": "german", "スペイン": "spanish", "イタリア": "italian"}  # fmt: skip
 
@@ -28,11 +28,6 @@ _ZH_ADV = r"(?:现在|目前|如今|已经|刚刚?|最近|一直|还|也|终于)
 _ZH_VALUE = r"(?P<value>[^\s，。、！？,.!?；;]{1,12})"
 _ZH_PLACE = r"(?P<value>[^\s，。、！？,.!?；;的了里]{1,12})"
 _ZH_NAME = r"(?P<value>[^\s，。、！？,.!?；;了过]{1,10})"
-_ZH_PETS = {"狗": "dog", "小狗": "dog", "狗狗": "dog", "猫": "cat", "小猫": "cat", "猫咪": "cat", "兔子": "rabbit",
-            "仓鼠": "hamster", "鸟": "bird", "鹦鹉": "parrot"}  # fmt: skip
-_ZH_FAMILY = {"姐姐": "sister", "妹妹": "sister", "哥哥": "brother", "弟弟": "brother", "妈妈": "mother",
-              "母亲": "mother", "爸爸": "father", "父亲": "father", "儿子": "son", "女儿": "daughter"}  # fmt: skip
-_ZH_PARTNERS = "妻子|老婆|太太|丈夫|老公|先生|男朋友|女朋友|男友|女友|未婚妻|未婚夫"
 _ZH_LANGUAGES = {"英": "english", "日": "japanese", "中": "chinese", "汉": "chinese", "普通": "chinese",
                  "韩": "korean", "法": "french", "德": "german", "西班牙": "spanish", "意大利": "italian",
                  "俄": "russian", "粤": "cantonese"}  # fmt: skip
@@ -42,7 +37,7 @@ _ZH_NOT_A_WORKPLACE = frozenset({"家", "家里", "家中", "这里", "那里", 
 
 
 def _ja_pet_key(match: re.Match[str], _: str) -> str:
-    return f"pet:{_JA_PETS[match['pet']]}:name"
+    return f"pet:{JA_PETS[match['pet']]}:name"
 
 
 def _ja_language_key(match: re.Match[str], _: str) -> str:
@@ -50,11 +45,11 @@ def _ja_language_key(match: re.Match[str], _: str) -> str:
 
 
 def _zh_pet_key(match: re.Match[str], _: str) -> str:
-    return f"pet:{_ZH_PETS[match['pet']]}:name"
+    return f"pet:{ZH_PETS[match['pet']]}:name"
 
 
 def _zh_family_key(match: re.Match[str], _: str) -> str:
-    return f"family:{_ZH_FAMILY[match['rel']]}"
+    return f"family:{ZH_FAMILY[match['rel']]}"
 
 
 def _zh_language_key(match: re.Match[str], _: str) -> str:
@@ -71,10 +66,6 @@ def _zh_workplace(value: str) -> bool:
 
 def _zh_age(value: str) -> bool:
     return 1 <= int(value) <= 120
-
-
-def _one_of(words: dict[str, str]) -> str:
-    return "|".join(sorted(words, key=len, reverse=True))
 
 
 def _zh_diet(match: re.Match[str]) -> str:
@@ -101,7 +92,7 @@ CJK_RULES: tuple[Rule, ...] = (
     # Japanese
     _cjk("residence", rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,20}}?)に(?:住んでいます|住んでいる|住んでる|引っ越し(?:ました|た))",
          place),
-    _cjk(_ja_pet_key, rf"(?:{_JA_I}|うち)の(?P<pet>{_one_of(_JA_PETS)})(?:の名前)?は{_JA_VALUE}(?:です|だ)"),
+    _cjk(_ja_pet_key, rf"(?:{_JA_I}|うち)の(?P<pet>{one_of(JA_PETS)})(?:の名前)?は{_JA_VALUE}(?:です|だ)"),
     _cjk("name", rf"{_JA_I}の名前は{_JA_VALUE}(?:です|だ)"),
     _cjk("occupation", rf"(?:{_JA_I}の)?仕事は{_JA_VALUE}(?:です|だ)"),
     _cjk("occupation", rf"(?:{_JA_I}は)?{_JA_VALUE}として働いて(?:います|いる|る)"),
@@ -109,7 +100,7 @@ CJK_RULES: tuple[Rule, ...] = (
     _cjk(key_of("allergy"), rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,12}}?)アレルギー(?:です|があります|持ち)",
          value=said("allergic")),
     _cjk("diet", rf"(?:{_JA_I}は)?(?P<value>ベジタリアン|ヴィーガン|ビーガン)(?:です|だ)"),
-    _cjk(_ja_language_key, rf"(?:{_JA_I}は)?(?P<value>{_one_of(_JA_LANGUAGES)})語(?:が|を)話せ(?:ます|る)",
+    _cjk(_ja_language_key, rf"(?:{_JA_I}は)?(?P<value>{one_of(_JA_LANGUAGES)})語(?:が|を)話せ(?:ます|る)",
          value=said("speaks")),
     _cjk(key_of("preference"), rf"(?:{_JA_I}は)?(?P<value>[^\s、。はがを]{{1,15}}?)が(?:大好き|好き)(?:です|だ|!|！)?$",
          value=said("likes")),
@@ -124,13 +115,13 @@ CJK_RULES: tuple[Rule, ...] = (
     _cjk("occupation", rf"我{_ZH_ADV}是(?:一名|一个|一位|个|名)?{_ZH_VALUE}$", _zh_profession),
     _cjk("occupation", rf"我的(?:工作|职业)是{_ZH_VALUE}$"),
     _cjk("occupation", rf"我{_ZH_ADV}(?:当|做)(?P<value>[^\s，。、！？,.!?；;]{{1,8}})$", _zh_profession),
-    _cjk(_zh_pet_key, rf"我(?:的|家的?)(?P<pet>{_one_of(_ZH_PETS)})(?:的名字)?(?:叫|是){_ZH_NAME}"),
-    _cjk(_zh_family_key, rf"我(?:的)?(?P<rel>{_one_of(_ZH_FAMILY)})(?:的名字)?叫{_ZH_NAME}"),
-    _cjk("partner", rf"我的?(?:{_ZH_PARTNERS})(?:的名字)?叫{_ZH_NAME}"),
+    _cjk(_zh_pet_key, rf"我(?:的|家的?)(?P<pet>{one_of(ZH_PETS)})(?:的名字)?(?:叫|是){_ZH_NAME}"),
+    _cjk(_zh_family_key, rf"我(?:的)?(?P<rel>{one_of(ZH_FAMILY)})(?:的名字)?叫{_ZH_NAME}"),
+    _cjk("partner", rf"我的?(?:{ZH_PARTNERS})(?:的名字)?叫{_ZH_NAME}"),
     _cjk("age", rf"我{_ZH_ADV}(?:今年)?(?P<value>\d{{1,3}})岁", _zh_age),
     _cjk(key_of("allergy"), rf"我{_ZH_ADV}对(?P<value>[^\s，。、！？,.!?；;]{{1,10}}?)过敏", value=said("allergic")),
     _cjk("diet", rf"我{_ZH_ADV}(?:是)?(?:一[个名])?(?P<value>素食者|素食主义者|纯素食者|吃素)", value=_zh_diet),
-    _cjk(_zh_language_key, rf"我{_ZH_ADV}会(?:说|讲)(?P<value>{_one_of(_ZH_LANGUAGES)})(?:语|话|文)", value=said("speaks")),
+    _cjk(_zh_language_key, rf"我{_ZH_ADV}会(?:说|讲)(?P<value>{one_of(_ZH_LANGUAGES)})(?:语|话|文)", value=said("speaks")),
     _cjk("birthday", rf"我的生日是{_ZH_VALUE}"),
     _cjk(key_of("preference"), rf"我{_ZH_ADV}(?:很|非常|特别|最|超)?(?:讨厌|不喜欢|受不了){_ZH_VALUE}$",
          _zh_thing, value=said("dislikes")),

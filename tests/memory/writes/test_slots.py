@@ -8,6 +8,7 @@ import pytest
 from memory.models import Scope
 from memory.writes.extraction import DeterministicExtractor, ExtractedMemory
 from memory.writes.jobs import WriteJob
+from memory.recall.slot_questions import asked_slots, holds_asked
 from memory.writes.slots import Slot, contradicts, recognise, single_slot, slot_of, statements, with_slot
 
 
@@ -157,3 +158,24 @@ def test_an_explicit_memory_carries_its_single_slot() -> None:
     job = WriteJob.for_memory(Scope("t", "u"), "I moved to Osaka", job_id="j")
     (memory,) = DeterministicExtractor().extract_now(job).memories
     assert slot_of(memory.metadata) == Slot("residence", "Osaka")
+
+
+@pytest.mark.parametrize(
+    ("statement", "question"),
+    [
+        ("My goldfish is called Bubbles", "What is my goldfish called?"),
+        ("My guinea pig is called Bun", "What's my guinea pig's name?"),
+        ("My best friend is called Sam", "Who is my best friend?"),
+        ("my dog is called Pochi", "What is my dog called?"),
+        ("我的狗狗叫旺财", "我的狗叫什么？"),
+        ("我的母亲叫王芳", "我妈妈叫什么名字？"),
+        ("我老公叫李明", "我老公叫什么？"),
+        ("うちの犬の名前はポチです", "犬の名前は？"),
+    ],
+)
+def test_a_slot_that_can_be_told_can_be_asked_about(statement: str, question: str) -> None:
+    """Statements and questions share one vocabulary (memory/writes/slot_words.py): the question asks for a tag the
+    told slot holds."""
+    slot = recognise(statement)
+    assert slot is not None
+    assert holds_asked(slot.key, asked_slots(question)), (slot.key, asked_slots(question))
