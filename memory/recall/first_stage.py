@@ -103,10 +103,9 @@ class FirstStage:
         self._raw[rows] += self.weights.graph * (self.graph[rows] - before)
         self.score = self._raw * self.source
 
-    def add_episodes(self, times: Sequence[float] | np.ndarray | None = None, *, gap_s: float) -> None:
-        """The episode signal from the candidates' times (see :func:`rankers.episode_best`); none given: the times
-        ``known`` gave."""
-        self.episode = rankers.episode_best(self.score, self.times if times is None else np.asarray(times), gap_s)
+    def add_episodes(self, gap_s: float) -> None:
+        """The episode signal from the candidates' times, as ``known`` gave them (see :func:`rankers.episode_best`)."""
+        self.episode = rankers.episode_best(self.score, self.times, gap_s)
         self._raw = self._raw + self.weights.episode * self.episode
         self.score = self._raw * self.source
 

@@ -28,6 +28,12 @@ from memory.models import Scope
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u31f0-\u31ff\uff66-\uff9f]+")
+"""Hiragana, katakana, CJK ideographs, hangul: scripts written without spaces between words."""
+
+
+def has_cjk(text: str) -> bool:
+    """The text holds Chinese, Japanese or Korean script."""
+    return _CJK.search(text) is not None
 
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below between both
@@ -235,10 +241,6 @@ class LexicalIndex:
     def times(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
         """The memories' times (UNIX seconds), NaN where unknown or not indexed."""
         return self._column(scope, memory_ids, "times", np.nan)
-
-    def kinds(self, scope: Scope, memory_ids: Sequence[str]) -> np.ndarray:
-        """The memories' kinds as indexed (0 where not indexed)."""
-        return self._column(scope, memory_ids, "kinds", 0).astype(np.int8)
 
     def times_and_kinds(self, scope: Scope, memory_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`times` and :meth:`kinds` in one pass over the ids (recall's first stage reads both)."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from memory.embedding.base import Embedder
 from memory.graph.base import GraphStore
 from memory.graph.paging import every_page
+from memory.recall.lexical import has_cjk
 from memory.models import Change, ChangeOp, Memory, Scope, now
 
 if TYPE_CHECKING:
@@ -42,18 +42,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-"""Hiragana, katakana, CJK ideographs, hangul: text MiniLM cannot read."""
 LANE_FLOOR = 0.2
 """A USE cosine at or below this is no signal (its median between unrelated texts here is ~0.22)."""
 PRIMARY_FLOOR = 0.1
 """… and the same point on MiniLM's scale (``RecallPreset.dense_floor``)."""
 FOLLOW_BATCH = 1000
 LIST_PAGE = 1000
-
-
-def has_cjk(text: str) -> bool:
-    return CJK.search(text) is not None
 
 
 def as_primary_scale(hits: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from memory.recall import dates
+from memory.recall.lexical import has_cjk
 from memory.recall.query_cues_cjk import cjk_periods
 
 DAY_S = 86_400.0
@@ -51,7 +52,6 @@ _RELATIVE = re.compile(
 )
 _WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 _AMBIGUOUS = frozenset({"may", "march", "mar", "jan", "jun", "aug", "sept", "dec"})
 """Month words that are also ordinary words: they count only capitalised ("in May", not "I may")."""
 
@@ -139,7 +139,7 @@ def time_windows(query: str, now: float) -> list[TimeWindow]:
             days = {"week": 7, "weekend": 7, "month": 31, "year": 365}[unit]
             recent = phrase.startswith(("this", "past"))
             add(match, midnight - timedelta(days=days * (1 if recent else 2)), midnight + timedelta(days=1))
-    if _CJK.search(query):
+    if has_cjk(query):
         for span, start, end in cjk_periods(query, today, int(year_named[0]) if year_named else None):
             add(span, start, end)
     return found

@@ -16,8 +16,8 @@ from memory.graph.base import GraphStore
 from memory.models import Memory, Scope, now
 from memory.recall import rankers, sources
 from memory.recall.first_stage import FirstStage
-from memory.recall.lexical import LexicalIndex, tokenize
-from memory.recall.multilingual import MultilingualLane, has_cjk, merge
+from memory.recall.lexical import LexicalIndex, has_cjk, tokenize
+from memory.recall.multilingual import MultilingualLane, merge
 from memory.recall.presets import RecallPreset
 from memory.recall.query_cues import named_speakers, time_windows
 from memory.recall.slot_questions import asked_slots, holds_asked
@@ -108,7 +108,7 @@ class Recaller:
             )
             first.add_graph(reached, float(first.score[seeds[0]]) or 1.0)
         if preset.weights.episode > 0 and preset.episode_gap_s > 0 and len(first):
-            first.add_episodes(gap_s=preset.episode_gap_s)
+            first.add_episodes(preset.episode_gap_s)
 
         shortlist = [first.candidate(row) for row in first.best(preset.rescore_k)]
         memories = {m.id: m for m in await self._store.get_memories(scope, [c.memory_id for c in shortlist])}

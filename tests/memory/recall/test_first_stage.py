@@ -3,6 +3,7 @@ on top, and the best rows in order."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from memory.recall.first_stage import FirstStage
@@ -34,8 +35,12 @@ def test_graph_neighbours_inherit_from_the_best_seed_and_new_ones_join() -> None
 
 
 def test_episodes_add_the_best_score_of_each_sitting() -> None:
-    first = FirstStage([("a", 1.0), ("b", 0.5), ("c", 0.4)], [], dense_floor=0.0, weights=W)
-    first.add_episodes([0.0, 60.0, 100_000.0], gap_s=3600)
+    times = {"a": 0.0, "b": 60.0, "c": 100_000.0}
+    first = FirstStage(
+        [("a", 1.0), ("b", 0.5), ("c", 0.4)], [], dense_floor=0.0, weights=W,
+        known=lambda ids: (np.array([times[i] for i in ids]), np.ones(len(ids))),
+    )  # fmt: skip
+    first.add_episodes(gap_s=3600)
     assert first.episode.tolist() == pytest.approx([1.0, 1.0, 0.4])
     assert first.score.tolist() == pytest.approx([2.0, 1.5, 0.8])
     empty = FirstStage([], [], dense_floor=0.1, weights=W)
