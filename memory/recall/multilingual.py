@@ -16,8 +16,8 @@ follow (``memproxy memories reindex`` does the same ahead of time, with a progre
 How recall reads it (see :class:`memory.recall.recall.Recaller`): a query with CJK text, for a user in the lane, is
 embedded with USE only and searched here; an English query, for a user in the lane, is embedded with both models
 (each on its own thread) and the two hit lists merged, each memory at its better similarity; a user not in the lane
-is recalled exactly as before. USE puts unrelated text higher than MiniLM does (median cosine ~0.22 against ~0.05),
-so its similarities are mapped onto MiniLM's scale (:func:`as_primary_scale`) before they meet.
+is recalled exactly as before. USE puts unrelated text higher than MiniLM does, so its similarities are mapped onto
+MiniLM's scale (:func:`as_primary_scale`) before they meet.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LANE_FLOOR = 0.2
-"""A USE cosine at or below this is no signal (its median between unrelated texts here is ~0.22)."""
+"""A USE cosine at or below this is no signal (about the median between unrelated texts: README, *Design
+measurements*)."""
 PRIMARY_FLOOR = 0.1
 """… and the same point on MiniLM's scale (``RecallPreset.dense_floor``)."""
 FOLLOW_BATCH = 1000
@@ -71,7 +72,7 @@ class MultilingualLane:
 
     def __init__(self, store: GraphStore, index: FaissVectorIndex, load_embedder: Callable[[], Embedder]) -> None:
         """``load_embedder`` is called (in a thread) the first time the lane needs its model: a process whose users
-        write only English never loads it (about 100 MB resident)."""
+        write only English never loads it."""
         self.index = index
         self._store = store
         self._load_embedder = load_embedder

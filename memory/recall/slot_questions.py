@@ -73,8 +73,8 @@ _ASKED: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
         (("宠物",), r"宠物", "pet"),
     )
 )
-"""Each slot question: words one of which the question holds (a cheap test before the pattern, which costs tens of
-microseconds a query across all the patterns), the pattern, the slot."""
+"""Each slot question: words one of which the question holds (a cheap test that spares most queries the patterns),
+the pattern, the slot."""
 _MY_PET = re.compile(rf"\bmy\s+({PETS})s?\b", re.IGNORECASE)
 _MY_FAMILY = re.compile(rf"\bmy\s+({FAMILY})\b", re.IGNORECASE)
 _MY_FAVOURITE = re.compile(r"\bmy\s+(?:favou?rite|fave)\s+([a-z]+(?:\s+[a-z]+)?)", re.IGNORECASE)
