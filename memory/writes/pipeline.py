@@ -21,6 +21,7 @@ import numpy as np
 from memory.embedding.base import Embedder
 from memory.graph.base import SHARED_ENTITY, GraphStore, StoreUnavailable, WriteBatch
 from memory.models import Entity, Memory, MemoryKind, RelationType, Relationship, Scope, normalise_entity
+from memory.writes.duplicates import reads_alike
 from memory.writes.extraction import ExtractedMemory, Extraction, Extractor
 from memory.writes.jobs import WriteJob
 from memory.writes.queue import DurableQueue
@@ -239,6 +240,7 @@ class WritePipeline:
                 and other.kind == memory.kind
                 and not contradicts(other.metadata, memory.metadata)
                 and float(other_vector @ vector) >= threshold
+                and reads_alike(other.text, memory.text)
             ):
                 return other
         hits = await self._search_similar(scope, vector, 1)
@@ -249,6 +251,7 @@ class WritePipeline:
                 and existing.kind == memory.kind
                 and existing.superseded_by is None
                 and not contradicts(existing.metadata, memory.metadata)
+                and reads_alike(existing.text, memory.text)
             ):
                 for other in kept:
                     if other.id == existing.id:

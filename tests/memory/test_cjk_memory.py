@@ -10,6 +10,7 @@ import pytest
 from memory.engine import MemoryEngine
 from memory.recall.query_cues import time_windows
 from memory.recall.slot_questions import asked_slots
+from memory.writes.duplicates import reads_alike
 from memory.writes.slots import clauses, recognise
 from tests.memory.recall.test_query_cues import NOW, spans
 
@@ -163,3 +164,31 @@ async def test_a_move_supersedes_the_old_home_and_the_question_finds_the_new(
     hits = await engine.recall(question, user_id="mei", top_k=3)
     assert new in hits[0].memory.text, [h.memory.text for h in hits]
     assert not any(old in h.memory.text and h.memory.superseded_by is None for h in hits)
+
+
+async def test_different_cjk_memories_never_merge_and_a_repeat_does(engine: MemoryEngine) -> None:
+    """all-MiniLM-L6-v2 puts these two different memories at cosine 0.99 (it reads Chinese as noise): the merge
+    used to keep the first and lose the second. A repeat of the same words still merges into the memory it
+    repeats."""
+    pendant = "Lisa从祖母那里收到了一个翠绿色椭圆形的玉坠。"
+    pen = "Lisa从叔叔那里得到一支多彩的长条形彩色钢笔作为礼物。"
+    first = await engine.remember(pendant, "lisa", kind="episode", source_ids=("D1",))
+    second = await engine.remember(pen, "lisa", kind="episode", source_ids=("D6",))
+    again = await engine.remember(pendant, "lisa", kind="episode", source_ids=("D9",))
+    assert second != first and again == first
+    page = await engine.list("lisa", limit=10)
+    assert sorted(m.text for m in page.items) == sorted([pendant, pen])
+    kept = await engine.get(first, user_id="lisa")
+    assert kept is not None and kept.source_ids == ("D1", "D9")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "alike"),
+    [
+        ("Bart去动物园看到了他喜欢的大象，感到非常开心。", "Bart去动物园看到了自己最喜欢的企鹅，感到非常开心。", False),
+        ("我住在北京。", "我住在北京", True),
+        ("I moved to Paris", "I moved to Paris.", True),
+    ],
+)
+def test_cjk_texts_read_alike_only_with_the_same_words(first: str, second: str, alike: bool) -> None:
+    assert reads_alike(first, second) is alike
