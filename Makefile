@@ -6,7 +6,7 @@ STAMP := $(VENV)/.memproxy-installed
 VLLM := deploy/local/vllm-cpu.sh
 PYTEST_ARGS ?=
 
-.PHONY: install vllm run test test-unit test-memory test-integration test-deploy test-browser test-e2e openwebui browser-deps bench vllm-start vllm-stop clean
+.PHONY: install vllm run test test-unit test-memory test-integration test-deploy test-browser test-reliability test-e2e openwebui browser-deps bench vllm-start vllm-stop clean
 
 ## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
 $(STAMP): pyproject.toml
@@ -56,6 +56,10 @@ test-deploy: install $(DEPLOY_CHECK)
 
 test-integration: install vllm
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## test-reliability: kill -9 of a real proxy process just after answers, then a restart
+test-reliability: install
+	$(VENV)/bin/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 test-browser: install browser-deps
 	$(VENV)/bin/python -m pytest tests/browser $(PYTEST_ARGS)

@@ -32,6 +32,7 @@ from memory.recall.lexical import LexicalIndex
 from memory.recall.multilingual import MultilingualLane
 from memory.recall.presets import get_preset
 from memory.recall.recall import RecalledMemory, Recaller
+from memory.data_dir_lock import DataDirLock
 from memory.reader import MemoryReader
 from memory.scheduler import MemoryScheduler, RetentionPeriod, expiry, importance_set_patch, pin_patch, unpin_patch
 from memory.stats import IndexStats, QueueStats
@@ -61,6 +62,7 @@ class MemoryEngine(MemoryReader):
     ) -> None:
         """Prefer :meth:`open`, which builds every part from the config. This constructor takes them injected."""
         super().__init__(config, store)
+        self._dir_lock: DataDirLock | None = None
         self.embedder = embedder
         self.vectors = vectors
         self.lexical = LexicalIndex()
@@ -89,12 +91,19 @@ class MemoryEngine(MemoryReader):
     async def open(cls, config: MemoryConfig) -> MemoryEngine:
         from memory.factory import build_extractor, build_lane, build_parts
 
-        store, embedder, vectors, queue = await build_parts(config)
+        lock = DataDirLock.acquire(config.data_dir)  # DataDirInUse if another process has it open
+        try:
+            store, embedder, vectors, queue = await build_parts(config)
+            await queue.reclaim_leases()  # any lease is a dead process's: its jobs are applied now
+        except BaseException:
+            lock.release()
+            raise
         extractor = build_extractor(config.extractor)
         lane = build_lane(config, store)
         engine = cls(
             config, store=store, embedder=embedder, vectors=vectors, queue=queue, extractor=extractor, lane=lane
         )
+        engine._dir_lock = lock
         await engine.start()
         return engine
 
@@ -123,6 +132,9 @@ class MemoryEngine(MemoryReader):
         await self.embedder.close()
         await self.extractor.close()
         await self.store.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+            self._dir_lock = None
 
     # --- writes: new memories through the durable queue -----------------------------------------------------
 

@@ -167,6 +167,11 @@ class ChatMemorySettings(BaseModel):
         "newest message, those the prompt lacks are added (0: none, the fastest first token).",
     )
     core_limit: int = Field(20, ge=0, description="Most core-memory facts rendered after the system prompt.")
+    queue_timeout_ms: float = Field(
+        2000.0, gt=0, description="The end of an answer (the JSON body; a stream's last frames) waits until its "
+        "exchange is queued durably, so an answered chat survives a crash; a queue slower than this lets the answer "
+        "go, the write goes on in the background (counted as late).",
+    )
     side_request_markers: CommaList = Field(
         default_factory=lambda: ["### Task:"],
         description="A request whose last user message starts with one of these (Open WebUI's title / tags / "

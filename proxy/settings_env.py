@@ -52,6 +52,7 @@ NAMES: Mapping[str, str] = {
     "chat.layout": "PROMPT_LAYOUT",
     "chat.core_limit": "CORE_MEMORY_LIMIT",
     "chat.side_request_markers": "SIDE_REQUEST_MARKERS",
+    "chat.queue_timeout_ms": "MEMORY_QUEUE_TIMEOUT_MS",
     "memory.recall_preset": "RECALL_PRESET",
     "memory.embedder.runtime": "EMBEDDER",
     "memory.embedder.query_max_tokens": "RECALL_QUERY_MAX_TOKENS",

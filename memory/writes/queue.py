@@ -132,6 +132,18 @@ class DurableQueue:
 
     # --- consumer --------------------------------------------------------------------------------------------
 
+    async def reclaim_leases(self) -> int:
+        """Make jobs leased by a process that is gone visible now (instead of when their lease runs out): called by
+        the engine at start, holding the data dir's lock (see :mod:`memory.data_dir_lock`), so no lease is alive.
+        Each keeps its attempt count: a job that kills its process every time is still dead-lettered."""
+        self._check_open()
+        return await self._call(self._reclaim)
+
+    def _reclaim(self, conn: sqlite3.Connection) -> int:
+        now = self._clock()
+        with _transaction(conn):
+            return conn.execute("UPDATE jobs SET visible_at = ? WHERE leased = 1 AND visible_at > ?", (now, now)).rowcount
+
     async def claim(self, limit: int = 64, lease_s: float = 60.0) -> list[WriteJob]:
         """Lease up to ``limit`` visible jobs for ``lease_s`` seconds; each comes with its attempt count."""
         if limit < 1:

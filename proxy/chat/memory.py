@@ -89,6 +89,8 @@ class ChatMemoryStats:
     skipped_side_requests: int = 0
     queued_writes: int = 0
     failed_writes: int = 0
+    late_writes: int = 0
+    """Exchanges whose answer went before they were on disk (the queue was slower than ``queue_timeout_ms``)."""
 
 
 class ChatMemory:
@@ -283,7 +285,7 @@ class ChatMemory:
         """The next user message of that conversation carries ``block`` (as prefilled upstream)."""
         self.log.put(next_turn.digest, block, NEXT_SLOT)
 
-    def remember_exchange(
+    async def remember_exchange(
         self,
         identity: Identity,
         messages: Sequence[Mapping[str, Any]],
@@ -291,14 +293,24 @@ class ChatMemory:
         answer_id: str | None,
         at: float | None = None,
     ) -> None:
-        """Queue the finished exchange durably, in the background: the response is never delayed by it. ``at``:
-        when it happened (None: now)."""
+        """Queue the finished exchange durably, and return once it is on disk: the caller holds the end of the answer
+        until then, so a client that saw a whole answer can count on it being remembered, even across kill -9. The
+        wait is bounded by ``queue_timeout_ms``: past it the write goes on in the background (``late_writes``) and
+        the answer goes. A failed queue write is logged and counted, never raised. ``at``: when it happened
+        (None: now)."""
         if not self._memory.enabled or not answer.strip():
             return
         work = self._queue_exchange(identity, messages, answer, answer_id, at)
         task = asyncio.get_running_loop().create_task(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        try:
+            # Shielded: a client that leaves (cancelling this wait) does not cancel the write.
+            await asyncio.wait_for(asyncio.shield(task), self.settings.queue_timeout_ms / 1000)
+        except TimeoutError:
+            self.stats.late_writes += 1
+            logger.warning("the exchange was not queued within %.0f ms; the answer goes first",
+                           self.settings.queue_timeout_ms)  # fmt: skip
 
     async def _queue_exchange(
         self,

@@ -146,7 +146,7 @@ class ChatCompletionsService:
                 exchange, routed, replicas, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
             )
             self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
-            _read_answer(response.content, answered)
+            await _read_answer(response.content, answered)
             media_type = response.headers.get("content-type", "application/json")
             return ChatCompletion(response.content, media_type, _headers(prepared, routed))
         transcript = StreamTranscript()
@@ -216,12 +216,13 @@ class ChatCompletionsService:
                 self._metrics.failover()
         raise AssertionError("unreachable")
 
-    def _after_answer(self, exchange: ForwardedChat, answer: str, answer_id: str | None) -> None:
-        """A complete answer: remember the exchange, and prefill the next turn's anticipated memories (both in the
-        background; the response is not held for either)."""
+    async def _after_answer(self, exchange: ForwardedChat, answer: str, answer_id: str | None) -> None:
+        """A complete answer, before its last bytes leave: the exchange is queued durably (one small fsync'd
+        commit; bounded, see ``ChatMemory.remember_exchange``), then the next turn's anticipated memories are
+        prefilled in the background."""
         if exchange.prepared.remember:
             at = exchange.prepared.plan.at
-            self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id, at)
+            await self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id, at)
         self.prefill.after_answer(exchange, answer)
 
     async def _relay(
@@ -229,13 +230,17 @@ class ChatCompletionsService:
         upstream: UpstreamClient,
         body: bytes,
         transcript: StreamTranscript,
-        answered: Callable[[str, str | None], None],
+        answered: Callable[[str, str | None], Awaitable[None]],
         started: float,
     ) -> AsyncIterator[bytes]:
+        """The upstream's events as they come, except the answer's end: from the first finish reason on, the frames
+        (usage, ``[DONE]``) are held until the exchange is queued, so a client never sees a whole answer that a
+        crash could still lose. The first token's time does not change."""
         async with upstream.stream(CHAT_PATH, body) as response:
             yield b""  # primed: the upstream accepted the request
             decoder = SSEDecoder()
             first = True
+            ending: list[bytes] = []
             try:
                 async for chunk in response.aiter_raw():
                     events = decoder.feed(chunk)
@@ -247,12 +252,17 @@ class ChatCompletionsService:
                     for event in events:
                         transcript.observe(event.data)
                     # One upstream chunk, one downstream write: the cadence the client sees is the upstream's.
-                    yield events[0].raw if len(events) == 1 else b"".join(event.raw for event in events)
+                    raw = events[0].raw if len(events) == 1 else b"".join(event.raw for event in events)
+                    if ending or transcript.finish_reasons or transcript.done:
+                        ending.append(raw)
+                    else:
+                        yield raw
                 if not transcript.done:
                     raise UpstreamUnreachable("The upstream model server ended the stream before it was complete.")
                 if transcript.complete:
                     # Only a whole answer is remembered: a client that left mid-stream never gets here.
-                    answered(transcript.content(0), transcript.completion_id)
+                    await answered(transcript.content(0), transcript.completion_id)
+                yield b"".join(ending)
             except httpx.TransportError as exc:
                 error: ProxyError = translate_transport_error(exc, during="stream")
             except ProxyError as exc:
@@ -260,10 +270,10 @@ class ChatCompletionsService:
             else:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
-            yield frame_sse(error.to_body()) + DONE_FRAME
+            yield b"".join(ending) + frame_sse(error.to_body()) + DONE_FRAME
 
 
-def _read_answer(content: bytes, answered: Callable[[str, str | None], None]) -> None:
+async def _read_answer(content: bytes, answered: Callable[[str, str | None], Awaitable[None]]) -> None:
     try:
         data = json.loads(content)
         answer = data["choices"][0]["message"].get("content") or ""
@@ -272,7 +282,7 @@ def _read_answer(content: bytes, answered: Callable[[str, str | None], None]) ->
         logger.warning("upstream answer has no readable message; not remembered")
         return
     if isinstance(answer, str):
-        answered(answer, answer_id if isinstance(answer_id, str) else None)
+        await answered(answer, answer_id if isinstance(answer_id, str) else None)
 
 
 def _headers(prepared: PreparedChat, routed: RoutedModel | None) -> dict[str, str]:

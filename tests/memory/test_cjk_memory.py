@@ -188,7 +188,11 @@ async def test_different_cjk_memories_never_merge_and_a_repeat_does(engine: Memo
         ("Bart去动物园看到了他喜欢的大象，感到非常开心。", "Bart去动物园看到了自己最喜欢的企鹅，感到非常开心。", False),
         ("我住在北京。", "我住在北京", True),
         ("I moved to Paris", "I moved to Paris.", True),
+        ("Yesterday I met Tom at the station", "I met Tom at the station yesterday", True),
+        ("My parcel code is X7Q2 for Friday", "My parcel code is K9L4 for Friday", False),
+        ("I met Tom at the station", "I met Tim at the station", False),
+        ("我的生日是5月3日", "我的生日是5月4日", False),
     ],
 )
-def test_cjk_texts_read_alike_only_with_the_same_words(first: str, second: str, alike: bool) -> None:
+def test_texts_read_alike_only_with_the_same_words_numbers_and_names(first: str, second: str, alike: bool) -> None:
     assert reads_alike(first, second) is alike

@@ -4,12 +4,16 @@ engine ends every task it started (bookkeeping finishes, periodic work stops).""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
-from memory import MemoryConfig, MemoryEngine, NotFound
+from memory import MemoryConfig, MemoryEngine, NotFound, Scope
+from memory.data_dir_lock import DataDirInUse
 from memory.tasks import BackgroundTasks
+from memory.writes.jobs import WriteJob
+from memory.writes.queue import DurableQueue
 
 ENGINE_TASKS = ("memory-", "embedding-", "durable-queue")
 SAPPORO = {"id": "m-sapporo", "text": "I live in Sapporo", "kind": "fact", "importance": 0.7, "created_at": 1.7e9}
@@ -79,3 +83,36 @@ async def test_background_tasks_close_stops_periodic_work_and_waits_for_the_rest
     await asyncio.sleep(0.05)
     await asyncio.wait_for(tasks.close(), 5)
     assert len(ticks) >= 2 and finished == ["done"] and len(tasks) == 0
+
+
+async def test_one_process_at_a_time_on_a_data_dir(tmp_path: Path) -> None:
+    """A second engine on an open data dir is refused with the holder's pid; once the first closes, it opens."""
+    config = MemoryConfig(data_dir=tmp_path / "mem")
+    first = await MemoryEngine.open(config)
+    try:
+        with pytest.raises(DataDirInUse, match=f"pid {os.getpid()}"):
+            await MemoryEngine.open(config)
+    finally:
+        await first.close()
+    second = await MemoryEngine.open(config)
+    await second.close()
+
+
+async def test_a_dead_process_s_leases_are_applied_at_start_not_a_lease_later(tmp_path: Path) -> None:
+    """A job leased by a process that died (its lease still running) is applied when the next engine starts."""
+    config = MemoryConfig(data_dir=tmp_path / "mem")
+    queue = DurableQueue(config.queue_path)
+    await queue.open()
+    job = WriteJob.for_exchange(
+        Scope("default", "ann"), [{"id": "m1", "role": "user", "content": "I keep bees on the roof."}],
+        {"id": "a1", "content": "Lovely."}, job_id="leased-by-the-dead",
+    )  # fmt: skip
+    await queue.put(job)
+    assert [j.job_id for j in await queue.claim(lease_s=3600)] == ["leased-by-the-dead"]
+    await queue.close()
+    engine = await MemoryEngine.open(config)
+    try:
+        await engine.flush(timeout_s=10)  # without the reclaim: an hour's wait, the lease
+        assert "User: I keep bees on the roof." in [m.text for m in (await engine.list("ann", limit=10)).items]
+    finally:
+        await engine.close()
