@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from proxy.adapter_gateway import build_adapter_router
 from proxy.adapters_api.api_router import router as adapters_router
 from proxy.adapters_api.serving import AdaptersService
 from proxy.auth import KeyRecord, KeyRing, read_keys_file
+from proxy.chat.api_router import SCHEMAS as CHAT_SCHEMAS
 from proxy.chat.api_router import router as chat_router
 from proxy.chat.memory import ChatMemory
 from proxy.chat.prefill import NextTurnPrefill
@@ -127,7 +129,21 @@ def create_app(
     app.include_router(misc_router)
     app.include_router(ui_router)
     _install_error_handlers(app)
+    _add_schemas(app, CHAT_SCHEMAS)
     return app
+
+
+def _add_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """The OpenAPI document with ``schemas`` among its components (referenced by a route's own request body)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def key_records(settings: AuthSettings) -> list[KeyRecord]:

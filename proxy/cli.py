@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     adapters_bench = benches.add_parser("adapters", help="per-user LoRA: perplexity, training time, load, routing")
     add_adapters_bench_arguments(adapters_bench)
+    from proxy.bench.reliability import add_arguments as add_reliability_arguments
+
+    reliability = benches.add_parser(
+        "reliability", help="kill -9 after answers, fuzzing from the OpenAPI document, load, injected faults"
+    )
+    add_reliability_arguments(reliability)
     from adapters.cli import add_arguments as add_adapters_arguments
     from proxy.adapter_gateway import adapters_cli_config
 

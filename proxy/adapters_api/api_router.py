@@ -3,7 +3,7 @@
 
 The keys and rules of the memory API: ``user`` names the end user (trusted keys only; default: the key's own user),
 ``tenant`` another tenant (admin keys only); an unknown query parameter is a 400. A job is shown to any key that may
-access its user. Every route answers 503 ``adapters_unavailable`` while adapters are off.
+access its user. Every route answers 404 ``adapters_unavailable`` while adapters are off.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ async def require_adapters(request: Request) -> None:
 router = APIRouter(
     prefix="/v1/adapters",
     tags=["adapters"],
-    # The key first (401), then unknown parameters (400), then whether adapters are on at all (503).
+    # The key first (401), then unknown parameters (400), then whether adapters are on at all (404).
     dependencies=[Depends(require_api_key), Depends(reject_unknown_parameters), Depends(require_adapters)],
     responses={code: {"model": p.ErrorResponse, "description": text} for code, text in p.ERROR_RESPONSES.items()}
     | {"default": {"model": p.ErrorResponse, "description": "Any other error (OpenAI error shape)."}},

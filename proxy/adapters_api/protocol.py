@@ -23,9 +23,10 @@ ERROR_RESPONSES = {
     400: "Malformed request (bad JSON, wrong type, unknown field or parameter, value out of range); nothing changed.",
     401: "Missing or unknown API key.",
     403: "The key does not grant that user or tenant.",
-    404: "No such adapter version or job in this scope (one of another scope looks the same).",
+    404: "No such adapter version or job in this scope (one of another scope looks the same), or adapters are off "
+    "(code adapters_unavailable).",
     409: "The user already has a training job (code training_in_progress), or the version is not ready.",
-    503: "Adapters are off (code adapters_unavailable), or memory is (training reads the user's memories).",
+    503: "Memory is unavailable (training reads the user's memories), or training is not configured.",
 }
 
 

@@ -73,8 +73,10 @@ class AdaptersService:
             await self._jobs.close()
 
     def require_enabled(self) -> None:
+        """Adapters off is how this deployment is set up, not an outage: 404 (a 5xx would invite retries and
+        alerts)."""
         if self._router is None:
-            raise ServiceUnavailableError(
+            raise NotFoundError(
                 "Per-user adapters are off (MEMPROXY_ADAPTERS_ENABLED).", code="adapters_unavailable"
             )
 

@@ -4,7 +4,7 @@ connection-level behaviour (client disconnects) over real sockets in tests.
 It is not a model: it answers ``/v1/chat/completions`` with a fixed text, streamed as one SSE chunk per word, with
 an optional delay per chunk; ``/v1/models`` lists one model; ``/stats`` counts finished and abandoned requests.
 
-    python -m proxy.bench.stub_upstream --port 9001 [--chunk-delay-ms 0]
+    python -m proxy.bench.stub_upstream --port 9001 [--chunk-delay-ms 0] [--answer-delay-ms 0] [--die-after-words N]
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ ANSWER_WORDS = "This is a fixed answer from the stub upstream used to measure pr
 
 
 class StubUpstream:
-    def __init__(self, *, chunk_delay_s: float = 0.0, answer_delay_s: float = 0.0) -> None:
+    def __init__(self, *, chunk_delay_s: float = 0.0, answer_delay_s: float = 0.0, die_after: int | None = None) -> None:
+        """``die_after``: a stream drops its connection after this many words (a fault for the reliability
+        bench); None: never."""
         self.chunk_delay_s = chunk_delay_s
         self.answer_delay_s = answer_delay_s
+        self.die_after = die_after
         self.stats = {"completed": 0, "abandoned": 0}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,6 +96,8 @@ class StubUpstream:
         )
         model = request.get("model", MODEL)
         for i, word in enumerate(words):
+            if i == self.die_after:
+                raise ConnectionResetError("the stub upstream dies mid-stream, as asked (--die-after-words)")
             if self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)
             delta = {"content": (" " if i else "") + word}
@@ -139,8 +144,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
     parser.add_argument("--answer-delay-ms", type=float, default=0.0)
+    parser.add_argument("--die-after-words", type=int, default=None, help="drop each stream after N words")
     args = parser.parse_args()
-    app = StubUpstream(chunk_delay_s=args.chunk_delay_ms / 1000, answer_delay_s=args.answer_delay_ms / 1000)
+    app = StubUpstream(
+        chunk_delay_s=args.chunk_delay_ms / 1000, answer_delay_s=args.answer_delay_ms / 1000,
+        die_after=args.die_after_words,
+    )  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
 
 

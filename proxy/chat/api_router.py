@@ -15,6 +15,13 @@ router = APIRouter()
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
+_REQUEST_SCHEMA = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+SCHEMAS = {"ChatCompletionRequest": {k: v for k, v in _REQUEST_SCHEMA.items() if k != "$defs"}} | _REQUEST_SCHEMA.get(
+    "$defs", {}
+)
+"""The request body's schemas, for the document's ``components`` (the route's body is read raw, to be forwarded as
+sent, so FastAPI does not add them itself; see :func:`proxy.app.create_app`)."""
+
 
 @router.post(
     "/v1/chat/completions",
@@ -22,7 +29,7 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
         }
     },
 )

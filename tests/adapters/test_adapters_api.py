@@ -275,7 +275,7 @@ async def test_malformed_requests_are_400_and_change_nothing(
     assert trainer.runs == 0 and await registry.versions(ALICE) == []
 
 
-async def test_adapters_off_is_503_and_erasure_still_works(
+async def test_adapters_off_is_404_and_erasure_still_works(
     settings: Settings, engine: MemoryEngine, vllm: Vllm, trainer: FakeTrainer
 ) -> None:
     adapters_dir = settings.data_dir / "adapters"
@@ -288,7 +288,7 @@ async def test_adapters_off_is_503_and_erasure_still_works(
         alice = api("acme-alice")
         for method, path in [("POST", "/v1/adapters/train"), ("GET", "/v1/adapters"), ("GET", "/v1/adapters/current"),
                              ("GET", "/v1/adapters/jobs/x"), ("POST", "/v1/adapters/1/retire")]:
-            assert error_code(await alice.request(method, path), 503) == "adapters_unavailable"
+            assert error_code(await alice.request(method, path), 404) == "adapters_unavailable"
         await remember(alice, "My dog is called Pochi")  # memory itself is unaffected
         erased = await alice.delete("/v1/memories", params={"confirm": "true"})
         assert erased.json() == {"object": "memory.user_deleted", "user": "alice", "deleted": 1, "adapters_deleted": 1}

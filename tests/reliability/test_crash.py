@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.bench.crash import run_once
+from proxy.bench.reliability.crash import run_once
 from proxy.bench.processes import ServerProcess
 from proxy.bench.stack import start_stub, stub_url
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 import pytest
 
@@ -113,4 +116,20 @@ async def test_unknown_route_and_wrong_method_are_openai_shaped(client) -> None:
 async def test_openapi_documents_the_chat_body(client) -> None:
     schema = (await client.get("/openapi.json")).json()
     body = schema["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert "messages" in body["properties"]
+    assert body == {"$ref": "#/components/schemas/ChatCompletionRequest"}
+    assert "messages" in schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+
+
+async def test_the_openapi_document_validates_and_every_reference_resolves(client) -> None:
+    """A dangling ``#/$defs/ChatMessage`` (the chat body's own definitions, left inline) stopped client generators."""
+    from openapi_spec_validator import validate
+
+    document = (await client.get("/openapi.json")).json()
+    validate(document)
+    references = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(document)))
+    assert references
+    for reference in references:
+        node = document
+        for part in reference.removeprefix("#/").split("/"):
+            assert part in node, f"{reference} does not resolve"
+            node = node[part]

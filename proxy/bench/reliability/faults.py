@@ -1,0 +1,130 @@
+"""Faults, each with the chat's outcome and what was lost: the real app and engine in this process, the upstream a
+stub server process that misbehaves on purpose (or a port nobody listens on), the data dir's files damaged between
+two runs.
+
+- ``upstream_dies_mid_stream``: the upstream (the stub, a real process) sends two tokens and drops the connection;
+- ``upstream_refuses``: nothing listens at the upstream's address;
+- ``upstream_too_slow``: the upstream answers after the proxy's read timeout;
+- ``index_deleted`` / ``index_corrupted``: the vector index folder is removed, or each of its files overwritten
+  with junk, while the proxy is down; after the restart recall must still find the user's memories.
+
+"lost": memories the user had before the fault and cannot recall (or no longer has) after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from memory import MemoryConfig, MemoryEngine
+from proxy.app import create_app
+from proxy.bench.processes import ServerProcess, free_port, python_module
+from proxy.settings import Settings
+
+FACTS = ["My sister Aiko lives in Sapporo.", "I am allergic to peanuts.", "My bicycle is a green Brompton."]
+QUESTIONS = {"Where does my sister live?": "Sapporo", "What am I allergic to?": "peanuts",
+             "What bicycle do I ride?": "Brompton"}  # fmt: skip
+USER = "fault-user"
+
+
+def run() -> dict[str, dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="memproxy-faults-") as tmp:
+        return asyncio.run(_run(Path(tmp)))
+
+
+async def _run(tmp: Path) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    upstreams = {
+        "upstream_dies_mid_stream": (["--die-after-words", "2"], True),
+        "upstream_refuses": (None, False),
+        "upstream_too_slow": (["--answer-delay-ms", "3000"], False),
+    }
+    for name, (flags, stream) in upstreams.items():
+        if flags is None:
+            results[name] = await _upstream_fault(tmp / name, f"http://127.0.0.1:{free_port()}/v1", stream)
+            continue
+        with _stub(flags) as stub:
+            results[name] = await _upstream_fault(tmp / name, stub.ready_url.removesuffix("/models"), stream)
+    for name, damage in {"index_deleted": _delete_index, "index_corrupted": _corrupt_index}.items():
+        results[name] = await _index_fault(tmp / name, damage)
+    return results
+
+
+def _stub(flags: list[str]) -> ServerProcess:
+    port = free_port()
+    argv = python_module("proxy.bench.stub_upstream", "--port", str(port), *flags)
+    return ServerProcess(argv, f"http://127.0.0.1:{port}/v1/models")
+
+
+async def _upstream_fault(data_dir: Path, url: str, stream: bool) -> dict[str, Any]:
+    """One chat through a real stub process (or a closed port): what the client got, and what memory lost."""
+    engine = await _engine_with_facts(data_dir)
+    settings = Settings(upstream_url=url, default_model="stub-model", data_dir=data_dir / "proxy", api_keys="",
+                        read_timeout_s=1.0, connect_timeout_s=1.0, cache_salt=False)  # fmt: skip
+    app = create_app(settings, memory=engine)  # its own upstream client, with these timeouts
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as proxy:
+            body = {"user": USER, "stream": stream, "messages": [{"role": "user", "content": "Tell me a story."}]}
+            response = await proxy.post("/v1/chat/completions", json=body, timeout=30)
+            outcome = _outcome(response, stream)
+        await app.state.chat_memory.drain()
+        await engine.flush()
+        lost = await _lost(engine)
+    finally:
+        await engine.close()
+    return {"chat": outcome, "status": response.status_code, "lost": lost}
+
+
+def _outcome(response: httpx.Response, stream: bool) -> str:
+    if response.status_code != 200:
+        return "error"
+    if stream:
+        text = response.text
+        return "error" if '"error"' in text or "data: [DONE]" not in text else "answered"
+    return "answered"
+
+
+async def _index_fault(data_dir: Path, damage: Callable[[MemoryConfig], Awaitable[None]]) -> dict[str, Any]:
+    engine = await _engine_with_facts(data_dir)
+    config = engine.config
+    await engine.close()
+    await damage(config)
+    engine = await MemoryEngine.open(config)
+    try:
+        lost = await _lost(engine)
+    finally:
+        await engine.close()
+    return {"chat": "answered", "lost": lost}
+
+
+async def _delete_index(config: MemoryConfig) -> None:
+    shutil.rmtree(config.index_dir)
+
+
+async def _corrupt_index(config: MemoryConfig) -> None:
+    for path in config.index_dir.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00junk" * 64)
+
+
+async def _engine_with_facts(data_dir: Path) -> MemoryEngine:
+    engine = await MemoryEngine.open(MemoryConfig(data_dir=data_dir / "mem"))
+    for fact in FACTS:
+        await engine.remember(fact, USER)
+    return engine
+
+
+async def _lost(engine: MemoryEngine) -> int:
+    """Facts the user no longer has, or that recall no longer finds for their question."""
+    texts = {m["text"] for m in (await engine.export(USER))["memories"]}
+    missing = sum(fact not in texts for fact in FACTS)
+    for question, word in QUESTIONS.items():
+        hits = await engine.recall(question, USER, top_k=3)
+        missing += not any(word in hit.memory.text for hit in hits)
+    return missing

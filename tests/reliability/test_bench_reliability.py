@@ -1,0 +1,30 @@
+"""`memproxy bench reliability --quick --json` as a user runs it: every part runs, stops by itself, and meets its
+targets (kill -9 after answers loses nothing, the fuzz finds no 5xx and no change on a rejected request, 64
+streaming clients get no error, no injected fault loses a memory)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from proxy.settings import child_environment
+
+
+def test_the_quick_reliability_bench_meets_its_targets(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "bench", "reliability", "--quick", "--json"],
+        capture_output=True, text=True, timeout=900, env=child_environment(TMPDIR=str(tmp_path)),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    crash, fuzz, load, faults = report["crash"], report["fuzz"], report["load"], report["faults"]
+    assert crash["answered"] > 0 and crash["remembered"] == crash["answered"] and crash["duplicated"] == 0
+    assert fuzz["operations"] >= 21 and fuzz["requests"] > 200
+    assert fuzz["server_errors"] == 0 and fuzz["state_changed_on_reject"] == 0
+    assert load["clients"] == 64 and load["answered"] > 0 and load["errors"] == 0
+    assert load["ttfb_ms"]["p50"] > 0 and load["rss_mb"]["end"] > 0
+    assert set(faults) >= {"upstream_dies_mid_stream", "upstream_refuses", "upstream_too_slow", "index_deleted",
+                           "index_corrupted"}  # fmt: skip
+    assert all(fault["lost"] == 0 for fault in faults.values())
+    assert faults["upstream_refuses"]["chat"] == "error" and faults["index_deleted"]["chat"] == "answered"
