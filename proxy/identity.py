@@ -23,6 +23,8 @@ OPENWEBUI_USER_HEADER = "x-openwebui-user-id"
 OPENWEBUI_CHAT_HEADER = "x-openwebui-chat-id"
 MAX_ID_CHARS = 256
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": _PRINTABLE.pattern}
+"""What a user, tenant or conversation id must be, for the OpenAPI document (checked by ``_checked``)."""
 
 UserSource = Literal["body", "header", "key"]
 

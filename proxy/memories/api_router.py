@@ -17,6 +17,7 @@ from fastapi.dependencies.models import Dependant
 
 from proxy.auth import KeyRecord
 from proxy.errors import InvalidRequestError
+from proxy.identity import ID_SCHEMA
 from proxy.memories import protocol as p
 from proxy.memories.access import MemoryScope
 from proxy.memories.serving import MemoriesService
@@ -51,8 +52,12 @@ router = APIRouter(
     | {"default": {"model": p.ErrorResponse, "description": "Any other error (OpenAI error shape)."}},
 )
 
-UserParam = Query(None, description="End user (trusted keys only; default: the key's own user).")
-TenantParam = Query(None, description="Another tenant (admin keys only; then `user` is required).")
+UserParam = Query(
+    None, description="End user (trusted keys only; default: the key's own user).", json_schema_extra=ID_SCHEMA
+)
+TenantParam = Query(
+    None, description="Another tenant (admin keys only; then `user` is required).", json_schema_extra=ID_SCHEMA
+)
 MemoryId = Path(..., min_length=1, max_length=256, description="A memory id.")
 
 

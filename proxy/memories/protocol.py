@@ -9,9 +9,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+from proxy.identity import ID_SCHEMA
+
 Kind = Literal["fact", "episode", "preference", "profile"]
 
 MAX_CONTENT_CHARS = 20_000
+NOT_BLANK: dict[str, Any] = {"pattern": r"\S"}
+"""A text field holds more than blanks, for the OpenAPI document (checked by ``StrictBody._not_blank``)."""
 LIST_LIMIT_MAX = 200
 GRAPH_LIMIT_MAX = 1000
 TOP_K_MAX = 100
@@ -155,8 +159,10 @@ class ImportResult(BaseModel):
 
 
 class CreateMemoryRequest(StrictBody):
-    content: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS)
-    user: StrictStr | None = Field(None, description="End user (trusted keys only; default: the key's user).")
+    content: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS, json_schema_extra=NOT_BLANK)
+    user: StrictStr | None = Field(
+        None, description="End user (trusted keys only; default: the key's user).", json_schema_extra=ID_SCHEMA
+    )
     importance: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     category: StrictStr | None = Field(None, min_length=1, max_length=256)
     metadata: dict[str, Any] | None = None
@@ -165,17 +171,30 @@ class CreateMemoryRequest(StrictBody):
 
 
 class SearchRequest(StrictBody):
-    query: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS)
-    user: StrictStr | None = None
+    query: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS, json_schema_extra=NOT_BLANK)
+    user: StrictStr | None = Field(None, json_schema_extra=ID_SCHEMA)
     top_k: int = Field(10, ge=1, le=TOP_K_MAX)
     preset: Literal["balanced", "precise", "broad", "fast"] | None = None
+
+
+def _update_schema(schema: dict[str, Any]) -> None:
+    """As enforced: at least one field, and only ``retention_period`` may be null (the others are absent or set)."""
+    schema["minProperties"] = 1
+    for name in ("text", "importance", "pinned", "metadata"):
+        field = schema["properties"][name]
+        choices = [choice for choice in field.pop("anyOf", []) if choice.get("type") != "null"]
+        field.pop("default", None)
+        if len(choices) == 1:
+            field.update(choices[0])
 
 
 class UpdateMemoryRequest(StrictBody):
     """Only the fields sent change. ``text`` stores a new version that supersedes this one (the answer is the new
     version; history keeps both); the other fields change this memory in place."""
 
-    text: StrictStr | None = Field(None, min_length=1, max_length=MAX_CONTENT_CHARS)
+    model_config = ConfigDict(json_schema_extra=_update_schema)
+
+    text: StrictStr | None = Field(None, min_length=1, max_length=MAX_CONTENT_CHARS, json_schema_extra=NOT_BLANK)
     importance: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     retention_period: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["short_term", "long_term"] | None = (
         Field(None, description="How long it is kept from now: seconds, 'short_term' or 'long_term'; null: forever.")

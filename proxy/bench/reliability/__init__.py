@@ -115,7 +115,8 @@ def format_report(report: dict[str, Any]) -> str:
         f = report["fuzz"]
         lines.append(f"fuzz    {f['requests']} requests over {f['operations']} operations: {f['server_errors']} "
                      f"responses >= 500, {f['state_changed_on_reject']} rejected requests that changed state; "
-                     f"schema-valid requests accepted: {f['schema_valid_accepted']}")  # fmt: skip
+                     f"schema-valid requests ({f['schema_valid_requests']}) accepted {f['schema_valid_accepted']}, "
+                     f"refused as malformed {f['schema_valid_refused_400']}")  # fmt: skip
     if "load" in report:
         lo = report["load"]
         lines.append(f"load    {lo['clients']} streaming clients x {lo['duration_s']:.0f} s, {lo['users']} users x "

@@ -3,7 +3,9 @@
 unknown, oversized) to the real app on the embedded store (SQLite, FAISS, ONNX MiniLM, the durable queue) in front
 of the stub upstream, all in this process. Counted: requests, responses >= 500, and requests answered 4xx after
 which the state was not what it was before (the store's change-log position, the write queue's depth, the export of
-every user the keys can reach); and, of the schema-valid requests with a valid key, the share accepted (2xx)."""
+every user the keys can reach); and, of the schema-valid requests with a valid key, the share accepted (2xx) and
+the share refused as malformed (400: what the document allows and the API does not). The rest are the key's
+limits (403: another user or tenant) and ids that do not exist (404), as they should be."""
 
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ async def _run(tmp: Path, per_operation: int, seed: int) -> dict[str, Any]:
     upstream = httpx.AsyncClient(transport=httpx.ASGITransport(app=StubUpstream()), base_url="http://stub.test")
     app = create_app(settings, http_client=upstream, memory=engine)
     counts = {"requests": 0, "server_errors": 0, "state_changed_on_reject": 0, "valid_requests": 0,
-              "valid_accepted": 0}  # fmt: skip
+              "valid_accepted": 0, "valid_refused_400": 0}  # fmt: skip
     failures: list[str] = []
     try:
         await engine.remember("I keep bees on the roof.", "alice", tenant="acme")
@@ -86,6 +88,7 @@ async def _run(tmp: Path, per_operation: int, seed: int) -> dict[str, Any]:
                 if valid and key in KEYS:
                     counts["valid_requests"] += 1
                     counts["valid_accepted"] += status < 300
+                    counts["valid_refused_400"] += status == 400
                 if 200 <= status < 300:
                     await app.state.chat_service.prefill.runner.drain()
                     await app.state.chat_memory.drain()
@@ -102,10 +105,12 @@ async def _run(tmp: Path, per_operation: int, seed: int) -> dict[str, Any]:
         await upstream.aclose()
         await engine.close()
     valid = counts.pop("valid_requests")
-    accepted = counts.pop("valid_accepted")
+    accepted, refused = counts.pop("valid_accepted"), counts.pop("valid_refused_400")
     return counts | {
         "operations": len({(c.method, c.path) for c, _ in cases}),
+        "schema_valid_requests": valid,
         "schema_valid_accepted": round(accepted / valid, 3) if valid else None,
+        "schema_valid_refused_400": round(refused / valid, 3) if valid else None,
         "failures": failures[:20],
     }
 
