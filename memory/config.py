@@ -38,6 +38,10 @@ class SchedulerConfig(BaseModel):
         0.25, ge=0.0, description="Into a full core only by outranking its weakest member by this fraction."
     )
     core_cooldown_s: float = Field(7 * DAY_S, ge=0, description="A demoted memory waits this long to come back.")
+    max_memories_per_user: int = Field(
+        0, ge=0, description="Most active memories a user keeps (0: no cap). Past it, after each write and each run, "
+        "the least important go first, the oldest among equals; core and pinned memories never.",
+    )
 
 
 class MemoryConfig(BaseModel):

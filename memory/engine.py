@@ -72,6 +72,7 @@ class MemoryEngine(MemoryReader):
         """The multilingual vector space of users who write CJK text (None: off)."""
         self.indexes = DerivedIndexes(store, vectors, self.lexical, lane)
         self.recaller = Recaller(embedder, vectors, self.lexical, store, lane)
+        self.scheduler = MemoryScheduler(store, config.scheduler, follow=self.indexes.follow)
         self.pipeline = WritePipeline(
             queue,
             self.extractor,
@@ -80,8 +81,8 @@ class MemoryEngine(MemoryReader):
             search_similar=vectors.search,
             follow=self.indexes.follow,
             options=PipelineOptions(dedupe_threshold=config.dedupe_threshold),
+            after_writes=self.scheduler.evict_over_cap,
         )
-        self.scheduler = MemoryScheduler(store, config.scheduler, follow=self.indexes.follow)
         self._tasks = BackgroundTasks()
         """Every background task the engine starts; ended by :meth:`close`."""
 

@@ -130,6 +130,28 @@ class MemoryScheduler:
                 await self._follow()
         return RunReport(decayed, promoted, demoted, expired)
 
+    async def evict_over_cap(self, scope: Scope) -> int:
+        """Past ``max_memories_per_user`` active memories, delete the least important (the oldest among equals; core
+        memories never) down to the cap. Returns how many went. One count when under the cap."""
+        cap = self._config.max_memories_per_user
+        if cap <= 0 or await self._store.count_memories(scope) <= cap:
+            return 0
+        rows: list[MemoryUsage] = []
+        after = ""
+        while page := await self._store.usage(scope, after=after, limit=SCAN_PAGE):
+            after = page[-1].id
+            rows += page
+        excess = len(rows) - cap
+        weakest = sorted((r for r in rows if not is_core(r.metadata)), key=lambda r: (r.importance, r.created_at, r.id))
+        evicted = 0
+        for row in weakest[:excess]:
+            evicted += await self._store.delete_memory(scope, row.id)
+        if evicted:
+            logger.info("%s over its cap of %d memories: %d least important deleted", scope, cap, evicted)
+            if self._follow is not None:
+                await self._follow()
+        return evicted
+
     async def _run_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._config.interval_s)
@@ -163,6 +185,7 @@ class MemoryScheduler:
         changes += [FieldUpdate(memory_id, metadata=demotion_patch(at)) for memory_id in demote]
         if changes:
             await self._store.update_memories(scope, changes)
+        await self.evict_over_cap(scope)
         return decayed, len(promote), len(demote)
 
 

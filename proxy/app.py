@@ -35,6 +35,7 @@ from proxy.errors import (
     invalid_request_from_validation,
 )
 from proxy.identity import IdentityRules
+from proxy.limits import KeyLimiter, LimitsMiddleware
 from proxy.memories.api_router import router as memories_router
 from proxy.memories.serving import MemoriesService
 from proxy.memory_access import MemoryAccess
@@ -122,6 +123,7 @@ def create_app(
     app.state.chat_service = chat_service
     app.state.adapters_service = adapters_service
     app.state.memories_service = MemoriesService(engine, rules, adapters_service)
+    app.add_middleware(LimitsMiddleware, limiter=KeyLimiter(settings.limits), metrics=metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(chat_router)
     app.include_router(memories_router)

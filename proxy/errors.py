@@ -9,6 +9,7 @@ Exception tree::
     │   ├── PermissionDeniedError   403: the key does not grant that user or tenant
     │   ├── NotFoundError           404: no such route or object (also: an object of another scope)
     │   ├── ConflictError           409: the object is not in a state that allows the change
+    │   ├── RateLimitError          429: the key's request rate or concurrency limit (``retry_after_s``)
     │   └── ClientClosedRequest     499: the client disconnected first (never delivered; ends the work)
     ├── UpstreamError               the model server failed us (5xx)
     │   ├── UpstreamUnreachable     502: connection refused / reset / DNS
@@ -73,6 +74,19 @@ class NotFoundError(ClientError):
 class ConflictError(ClientError):
     status_code = 409
     default_code = "conflict"
+
+
+class RateLimitError(ClientError):
+    """As OpenAI answers it (type ``requests``, code ``rate_limit_exceeded``); ``retry_after_s`` becomes the
+    ``Retry-After`` header."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamError(ProxyError):

@@ -84,6 +84,10 @@ class Metrics:
         self.failovers = Counter(
             "memproxy_upstream_failovers", "Requests sent to another replica after theirs refused.", registry=r
         )
+        self.rate_limited_total = Counter(
+            "memproxy_rate_limited", "Requests answered 429 by a per-key limit, by code (proxy.limits).", ["code"],
+            registry=r,
+        )
         self.queue_depth = Gauge("memproxy_write_queue_depth", "Exchanges waiting in the durable write queue.", registry=r)
         self.queue_lag = Gauge(
             "memproxy_write_queue_lag_seconds", "Age of the oldest queued write (0 when empty).", registry=r
@@ -129,6 +133,9 @@ class Metrics:
 
     def failover(self) -> None:
         self.failovers.inc()
+
+    def rate_limited(self, code: str) -> None:
+        self.rate_limited_total.labels(code).inc()
 
     def http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -142,6 +142,19 @@ class AuthSettings(BaseModel):
         return frozenset(hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys)
 
 
+class LimitSettings(BaseModel):
+    """Per API key limits on the ``/v1`` routes, answered 429 with ``Retry-After`` (:mod:`proxy.limits`)."""
+
+    model_config = Section
+
+    requests_per_minute: float = Field(0, ge=0, description="Requests a key may start per minute (0: no limit).")
+    burst: int | None = Field(
+        None, ge=1, description="Requests a key may start at once after a quiet spell (default: a minute's worth)."
+    )
+    max_concurrent: int = Field(0, ge=0, description="Requests of one key in flight at once, streams included (0: no "
+                                "limit).")  # fmt: skip
+
+
 class ChatMemorySettings(BaseModel):
     """What memory does for a chat (the engine's own settings are in ``memory``)."""
 
@@ -221,6 +234,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     chat: ChatMemorySettings = Field(default_factory=ChatMemorySettings)
     prefill: PrefillSettings = Field(default_factory=PrefillSettings)
     memory: MemoryConfig

@@ -27,6 +27,7 @@ PREFIX = "MEMPROXY_"
 SECTIONS: Mapping[str, str] = {
     "upstream": "UPSTREAM_",
     "chat": "RECALL_",
+    "limits": "LIMIT_",
     "prefill": "PREFILL_",
     "memory.graph": "GRAPH_",
     "memory.graph.neo4j": "NEO4J_",

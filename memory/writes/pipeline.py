@@ -59,15 +59,18 @@ class WritePipeline:
         search_similar: Callable[[Scope, np.ndarray, int], Awaitable[list[tuple[str, float]]]],
         follow: Callable[[], Awaitable[int]],
         options: PipelineOptions | None = None,
+        after_writes: Callable[[Scope], Awaitable[object]] | None = None,
     ) -> None:
         """``search_similar`` finds near neighbours in the scope (the vector index); ``follow`` brings the derived
-        indexes up to the store's change log after each commit."""
+        indexes up to the store's change log after each commit; ``after_writes`` is called for each scope a batch
+        of jobs wrote to (the per-user cap), its failures logged."""
         self._queue = queue
         self._extractor = extractor
         self._embedder = embedder
         self._store = store
         self._search_similar = search_similar
         self._follow = follow
+        self._after_writes = after_writes
         self.options = options or PipelineOptions()
         self._waiters: dict[str, asyncio.Future[AppliedJob]] = {}
         self._wake = asyncio.Event()
@@ -128,6 +131,8 @@ class WritePipeline:
         """Claim up to a batch of jobs and apply them; returns how many were acked."""
         jobs = await self._queue.claim(limit=self.options.batch_size, lease_s=self.options.lease_s)
         acked = 0
+        written: set[Scope] = set()
+        finished: list[AppliedJob] = []
         for position, job in enumerate(jobs):
             try:
                 async with self._applying:
@@ -150,7 +155,16 @@ class WritePipeline:
                 continue
             await self._queue.ack(job.job_id)
             acked += 1
-            waiter = self._waiters.pop(job.job_id, None)
+            finished.append(applied)
+            if applied.memory_ids:
+                written.add(job.scope)
+        for scope in written if self._after_writes is not None else ():
+            try:
+                await self._after_writes(scope)  # type: ignore[misc]
+            except Exception:
+                logger.exception("after-write upkeep failed for %s; the next maintenance run tries again", scope)
+        for applied in finished:  # a caller who waits sees the upkeep done too (the cap holds when it returns)
+            waiter = self._waiters.pop(applied.job_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(applied)
         return acked

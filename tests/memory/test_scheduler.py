@@ -260,3 +260,30 @@ async def test_pin_and_unpin_through_the_engine(engine: MemoryEngine) -> None:
     assert [m.id for m in await engine.core_memories("alice")] == [first]
     unpinned = await engine.get(second, user_id="alice")
     assert unpinned is not None and unpinned.metadata["core"] == "unpinned"
+
+
+async def test_a_user_over_the_cap_loses_the_least_important_first_and_never_a_pinned_one(tmp_path: Path) -> None:
+    """``max_memories_per_user``: after each write the least important go (the oldest among equals); a pinned
+    memory stays however unimportant; another user is untouched."""
+    config = MemoryConfig(data_dir=tmp_path / "mem", scheduler=SchedulerConfig(enabled=False, max_memories_per_user=3))
+    engine = await MemoryEngine.open(config)
+    try:
+        pinned = await engine.remember("My passport number ends in 4471.", "ann", importance=0.0)
+        assert pinned is not None and await engine.pin(pinned, user_id="ann")
+        await engine.remember("I had toast for breakfast.", "ann", importance=0.1)
+        await engine.remember("My sister Aiko lives in Sapporo.", "ann", importance=0.9)
+        await engine.remember("I watched a film last night.", "ann", importance=0.1)
+        for i in range(4):
+            await engine.remember(f"Bob's note number {i} about gardening.", "bob", importance=0.1)
+        kept = sorted(m.text for m in (await engine.list("ann", limit=10)).items)
+        assert kept == ["I watched a film last night.", "My passport number ends in 4471.",
+                        "My sister Aiko lives in Sapporo."]  # fmt: skip
+        await engine.remember("I am allergic to peanuts.", "ann", importance=0.8)
+        kept = sorted(m.text for m in (await engine.list("ann", limit=10)).items)
+        assert kept == ["I am allergic to peanuts.", "My passport number ends in 4471.",
+                        "My sister Aiko lives in Sapporo."]  # fmt: skip
+        hits = await engine.recall("What did I watch?", "ann", top_k=5)
+        assert all("film" not in hit.memory.text for hit in hits)  # gone from the indexes too
+        assert await engine.count("bob") == 3
+    finally:
+        await engine.close()
