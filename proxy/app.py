@@ -29,13 +29,14 @@ from proxy.chat.serving import ChatCompletionsService
 from proxy.errors import (
     ClientError,
     InternalError,
+    InvalidRequestError,
     NotFoundError,
     ProxyError,
     error_body,
     invalid_request_from_validation,
 )
 from proxy.identity import IdentityRules
-from proxy.limits import KeyLimiter, LimitsMiddleware
+from proxy.limits import BodyLimitMiddleware, KeyLimiter, LimitsMiddleware
 from proxy.memories.api_router import router as memories_router
 from proxy.memories.serving import MemoriesService
 from proxy.memory_access import MemoryAccess
@@ -124,6 +125,7 @@ def create_app(
     app.state.adapters_service = adapters_service
     app.state.memories_service = MemoriesService(engine, rules, adapters_service)
     app.add_middleware(LimitsMiddleware, limiter=KeyLimiter(settings.limits), metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.server.max_body_mb * 2**20))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(chat_router)
     app.include_router(memories_router)
@@ -209,6 +211,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         else:
             body = error_body(str(exc.detail), "invalid_request_error", code=exc.status_code)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # Python's JSON decoder gives up on nesting deeper than the interpreter's recursion limit.
+        error = InvalidRequestError("The request body is nested too deeply.", code="nested_too_deeply")
+        return JSONResponse(error.to_body(), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ Exception tree::
     │   ├── PermissionDeniedError   403: the key does not grant that user or tenant
     │   ├── NotFoundError           404: no such route or object (also: an object of another scope)
     │   ├── ConflictError           409: the object is not in a state that allows the change
+    │   ├── PayloadTooLargeError    413: the body is over ``MEMPROXY_MAX_BODY_MB``
     │   ├── RateLimitError          429: the key's request rate or concurrency limit (``retry_after_s``)
     │   └── ClientClosedRequest     499: the client disconnected first (never delivered; ends the work)
     ├── UpstreamError               the model server failed us (5xx)
@@ -74,6 +75,11 @@ class NotFoundError(ClientError):
 class ConflictError(ClientError):
     status_code = 409
     default_code = "conflict"
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+    default_code = "request_too_large"
 
 
 class RateLimitError(ClientError):

@@ -1,4 +1,7 @@
-"""Per API key limits on the ``/v1`` routes: a request rate (a token bucket: ``requests_per_minute``, up to
+"""Request limits. The body's size (:class:`BodyLimitMiddleware`): a body over ``max_body_mb`` is refused 413
+before it is read whole, whether its length is declared or not.
+
+Per API key limits on the ``/v1`` routes: a request rate (a token bucket: ``requests_per_minute``, up to
 ``burst`` at once) and a number in flight (streams count until their last byte). Over either, the request is
 answered 429 as OpenAI answers it, with ``Retry-After``, before any work is done, and counted in the metrics
 (``memproxy_rate_limited_total{code}``). Off by default.
@@ -16,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from proxy.errors import RateLimitError, error_json
+from proxy.errors import PayloadTooLargeError, RateLimitError, error_json
 from proxy.metrics import Metrics
 from proxy.settings import LimitSettings
 
@@ -98,3 +101,54 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.limiter.done(key)
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI. A declared ``Content-Length`` over the limit is answered at once; an undeclared body is counted
+    as it arrives, and at the limit the 413 is sent and the app is told the client left (what it sends after is
+    dropped)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        state = {"received": 0, "refused": False, "started": False}
+
+        async def counted_receive() -> dict[str, Any]:
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes and not state["started"]:
+                    state["refused"] = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if state["refused"]:
+                return
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["refused"]:
+                raise
+            # The app, told the client left mid-body, gave up on it (Starlette's ClientDisconnect): answered already.
+
+    async def _refuse(self, send: Any) -> None:
+        error = PayloadTooLargeError(f"The request body is over {self.max_bytes / 2**20:g} MiB (MEMPROXY_MAX_BODY_MB).")
+        await send({"type": "http.response.start", "status": error.status_code,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": error_json(error)})

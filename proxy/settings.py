@@ -77,6 +77,9 @@ class ServerSettings(BaseModel):
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json (one object per line, with the request id)."
     )
+    max_body_mb: float = Field(
+        32.0, gt=0, description="A request body larger than this is refused (413) before it is read whole."
+    )
 
 
 class UpstreamSettings(BaseModel):

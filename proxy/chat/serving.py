@@ -68,6 +68,8 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionReques
     """The body as sent (for forwarding) and as validated (for reading). Raises ``InvalidRequestError``."""
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        raise InvalidRequestError("The request body is nested too deeply.", code="nested_too_deeply") from None
     except ValueError as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise InvalidRequestError(f"The request body is not valid JSON{where}.") from None

@@ -1,6 +1,6 @@
 """`memproxy bench reliability --quick --json` as a user runs it: every part runs, stops by itself, and meets its
 targets (kill -9 after answers loses nothing, the fuzz finds no 5xx and no change on a rejected request, 64
-streaming clients get no error, no injected fault loses a memory)."""
+streaming clients get no error, no injected fault loses a memory, every abusive request is a clean 4xx or inert)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,7 @@ def test_the_quick_reliability_bench_meets_its_targets(tmp_path) -> None:
                            "index_corrupted"}  # fmt: skip
     assert all(fault["lost"] == 0 for fault in faults.values())
     assert faults["upstream_refuses"]["chat"] == "error" and faults["index_deleted"]["chat"] == "answered"
+    abuse = report["abuse"]
+    assert abuse["oversized_body"]["status"] == abuse["oversized_body_streamed"]["status"] == 413
+    assert abuse["deeply_nested_json"]["status"] == abuse["invalid_utf8"]["status"] == 400
+    assert all(case["clean"] for case in abuse.values()), abuse

@@ -5,7 +5,9 @@ only, stopping by itself.
 - ``fuzz`` (:mod:`.fuzz`): every route from the OpenAPI document, valid and hostile keys; no 5xx, nothing changed
   by a rejected request, and the share of schema-valid requests accepted;
 - ``load`` (:mod:`.load`): 64 concurrent streaming clients against the stub upstream, 100 users with memories;
-- ``faults`` (:mod:`.faults`): the upstream dying, refusing or too slow; the vector index deleted or corrupted.
+- ``faults`` (:mod:`.faults`): the upstream dying, refusing or too slow; the vector index deleted or corrupted;
+- ``abuse`` (:mod:`.abuse`): oversized and deeply nested bodies, invalid UTF-8, path separators in ids, a memory
+  that tries to close the recalled-memory block.
 
 ``--quick`` runs a short version of each (for CI); ``--json`` prints one object."""
 
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-PARTS = ("crash", "fuzz", "load", "faults")
+PARTS = ("crash", "fuzz", "load", "faults", "abuse")
 QUICK = {"seeds": 2, "per_operation": 8, "clients": 64, "duration_s": 10.0, "users": 20, "memories_per_user": 50}
 FULL = {"seeds": 6, "per_operation": 50, "clients": 64, "duration_s": 180.0, "users": 100, "memories_per_user": 1000}
 
@@ -87,7 +89,13 @@ def _faults(work: Path, plan: dict[str, Any]) -> dict[str, Any]:
     return faults.run()
 
 
-RUNNERS = {"crash": _crash, "fuzz": _fuzz, "load": _load, "faults": _faults}
+def _abuse(work: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    from proxy.bench.reliability import abuse
+
+    return abuse.run()
+
+
+RUNNERS = {"crash": _crash, "fuzz": _fuzz, "load": _load, "faults": _faults, "abuse": _abuse}
 
 
 def passed(report: dict[str, Any]) -> bool:
@@ -102,6 +110,8 @@ def passed(report: dict[str, Any]) -> bool:
         checks.append(report["load"]["errors"] == 0)
     if "faults" in report:
         checks.append(all(fault["lost"] == 0 for fault in report["faults"].values()))
+    if "abuse" in report:
+        checks.append(all(case["clean"] for case in report["abuse"].values()))
     return all(checks)
 
 
@@ -127,5 +137,8 @@ def format_report(report: dict[str, Any]) -> str:
     if "faults" in report:
         for name, fault in report["faults"].items():
             lines.append(f"fault   {name:<26} chat {fault['chat']:<9} lost {fault['lost']}")
+    if "abuse" in report:
+        for name, case in report["abuse"].items():
+            lines.append(f"abuse   {name:<26} status {case['status']:<4} {'clean' if case['clean'] else 'NOT CLEAN'}")
     lines.append("all targets met" if passed(report) else "TARGETS MISSED")
     return "\n".join(lines)

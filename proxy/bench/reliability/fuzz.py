@@ -77,7 +77,7 @@ async def _run(tmp: Path, per_operation: int, seed: int) -> dict[str, Any]:
         await engine.remember("I keep bees on the roof.", "alice", tenant="acme")
         cases = draw_cases(app.openapi(), per_operation, seed)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
-            before = await _state(engine)
+            before = await _state(engine, USERS)
             for index, (case, valid) in enumerate(cases):
                 key = ["fuzz-alice", "fuzz-admin", *HOSTILE][index % (2 + len(HOSTILE))]
                 status = await _send(client, case, key)
@@ -93,9 +93,9 @@ async def _run(tmp: Path, per_operation: int, seed: int) -> dict[str, Any]:
                     await app.state.chat_service.prefill.runner.drain()
                     await app.state.chat_memory.drain()
                     await engine.flush()
-                    before = await _settled(engine)
+                    before = await settled_state(engine, USERS)
                     continue
-                after = await _state(engine)
+                after = await _state(engine, USERS)
                 if after != before:
                     counts["state_changed_on_reject"] += 1
                     failures.append(f"state changed by {status} {case.method} {case.formatted_path}")
@@ -136,19 +136,19 @@ async def _send(client: httpx.AsyncClient, case: Any, key: str | None) -> int:
     return response.status_code
 
 
-async def _settled(engine: MemoryEngine) -> tuple[int, int, str]:
-    """The state once an accepted request's after-effects are done (a recall's use bookkeeping lands a moment
-    after the answer)."""
-    state = await _state(engine)
+async def settled_state(engine: MemoryEngine, users: list[tuple[str, str]]) -> tuple[int, int, str]:
+    """The state once a request's after-effects are done (a recall's use bookkeeping lands a moment after the
+    answer): the change log's position, the queue's depth, a digest of the ``(tenant, user)`` exports."""
+    state = await _state(engine, users)
     while True:
         await asyncio.sleep(0.05)
-        again = await _state(engine)
+        again = await _state(engine, users)
         if again == state:
             return state
         state = again
 
 
-async def _state(engine: MemoryEngine) -> tuple[int, int, str]:
-    exports = [await engine.export(user, tenant=tenant) for tenant, user in USERS]
+async def _state(engine: MemoryEngine, users: list[tuple[str, str]]) -> tuple[int, int, str]:
+    exports = [await engine.export(user, tenant=tenant) for tenant, user in users]
     digest = hashlib.sha256(json.dumps(exports, sort_keys=True, default=str).encode()).hexdigest()
     return (await engine.index_stats()).store_seq, (await engine.write_queue_stats()).depth, digest
