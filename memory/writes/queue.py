@@ -50,6 +50,11 @@ from memory.writes.queue_schema import (
 T = TypeVar("T")
 _GROUP_COMMIT_MAX = 512
 
+CLOCK_SLACK_S = 60.0
+"""How far past its longest lease or backoff a job's due time may be before it counts as set by a clock that has
+since jumped backwards."""
+
+
 class DurableQueue:
     def __init__(
         self,
@@ -254,9 +259,13 @@ class DurableQueue:
     def _claim(self, conn: sqlite3.Connection, limit: int, lease_s: float) -> list[WriteJob]:
         now = self._clock()
         with _transaction(conn):
+            # A time further ahead than any lease or backoff sets it was set before the clock jumped backwards:
+            # due now, not hours from now (writes must not stall behind a clock correction).
+            horizon = now + max(lease_s, self.max_backoff_s) + CLOCK_SLACK_S
             rows = conn.execute(
-                f"SELECT seq, leased, {JOB_COLUMNS} FROM jobs WHERE visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
-                (now, limit),
+                f"SELECT seq, leased, {JOB_COLUMNS} FROM jobs WHERE visible_at <= ? OR visible_at > ? "
+                "ORDER BY visible_at, seq LIMIT ?",
+                (now, horizon, limit),
             ).fetchall()
             jobs: list[WriteJob] = []
             for seq, leased, *row in rows:

@@ -371,3 +371,18 @@ def test_kill_9_mid_way_loses_no_put_and_resurrects_no_ack(tmp_path: Path, seed:
     assert set(present) <= {f"job-{i:04d}" for i in range(1000)}
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_a_clock_that_jumps_backwards_does_not_stall_the_queue(queue: DurableQueue, clock: FakeClock) -> None:
+    """Jobs queued, leased or backing off before the clock was set back an hour are due at once, not an hour
+    later; a backoff set after the jump is still kept."""
+    for job_id in ("failed", "leased", "queued"):
+        await queue.put(memory_job(job_id))
+    assert {j.job_id for j in await queue.claim(limit=2, lease_s=60)} == {"failed", "leased"}
+    await queue.fail("failed", "boom", retry_after_s=30)  # backing off for 30 s from now
+    clock.now -= 3600  # NTP sets the clock back an hour
+    assert {j.job_id for j in await queue.claim(limit=10, lease_s=60)} == {"failed", "leased", "queued"}
+    await queue.fail("failed", "boom again", retry_after_s=30)  # a backoff in the new time is honoured
+    assert await queue.claim(limit=10, lease_s=60) == []
+    clock.now += 61
+    assert {j.job_id for j in await queue.claim(limit=10, lease_s=60)} >= {"failed"}
