@@ -19,6 +19,7 @@ from memory.recall.recall import RecalledMemory
 from memory.reembed import EmbedderChanged, reembed
 from memory.scheduler import RetentionPeriod
 from memory.stats import IndexStats, QueueStats
+from memory.writes.queue_schema import QueueError
 
 __all__ = [
     "PRESETS",
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryKind",
     "MemoryReader",
     "NotFound",
+    "QueueError",
     "Page",
     "QueueStats",
     "RecallPreset",

@@ -14,11 +14,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from memory import Memory, MemoryEngine, RecalledMemory
+from memory import Memory, MemoryEngine, QueueError, RecalledMemory
 from proxy.chat import prompt_layout
 from proxy.chat.in_prompt import InPrompt, is_shown, message_id, shown_in
 from proxy.chat.injections import CORE_SLOT, NEXT_SLOT, InjectionLog, turn_digests
@@ -82,6 +82,12 @@ class NextTurn:
     """The conversation up to the answer: where the block is logged for the next turn to find."""
 
 
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+RETRY_LIMIT = 10_000
+"""Most exchanges held in memory while the write queue cannot take them (a full disk)."""
+
+
 @dataclass(slots=True)
 class ChatMemoryStats:
     recalls: int = 0
@@ -91,6 +97,8 @@ class ChatMemoryStats:
     failed_writes: int = 0
     late_writes: int = 0
     """Exchanges whose answer went before they were on disk (the queue was slower than ``queue_timeout_ms``)."""
+    waiting_writes: int = 0
+    """Exchanges held in this process because the queue could not take them (a full disk): retried until it can."""
 
 
 class ChatMemory:
@@ -333,16 +341,42 @@ class ChatMemory:
         # recall there knows a memory written from it is in the prompt already (see InPrompt).
         answered = turn_digests(identity.scope, [*messages, {"role": "assistant", "content": answer}])[-1]
         job_id = "chat-" + exchange[:32]
+        answer_message = {"id": message_id(answered), "content": prompt_layout.without_echoed_blocks(answer)}
+        await self._queue_until_taken(job_id, lambda: self._memory.engine().remember_exchange(
+            with_ids, answer_message, user_id=identity.user, tenant=identity.tenant,
+            conversation_id=identity.conversation_id, timestamp=at, job_id=job_id,
+        ))  # fmt: skip
+
+    async def _queue_until_taken(self, job_id: str, queue: Callable[[], Awaitable[object]]) -> None:
+        """``queue()`` until the write queue takes it. While the queue cannot (a full disk, an unwritable file)
+        the exchange waits here and is retried, backing off; past ``RETRY_LIMIT`` waiting exchanges a new one is
+        dropped (``failed_writes``), as is one that fails for any other reason."""
+        delay, waiting = RETRY_FIRST_S, False
         try:
-            await self._memory.engine().remember_exchange(
-                with_ids, {"id": message_id(answered), "content": prompt_layout.without_echoed_blocks(answer)},
-                user_id=identity.user,
-                tenant=identity.tenant, conversation_id=identity.conversation_id, timestamp=at, job_id=job_id,
-            )  # fmt: skip
-            self.stats.queued_writes += 1
-        except Exception:
-            self.stats.failed_writes += 1
-            logger.exception("could not queue the exchange for memory (job %s)", job_id)
+            while True:
+                try:
+                    await queue()
+                    self.stats.queued_writes += 1
+                    return
+                except (QueueError, OSError) as exc:
+                    if not waiting:
+                        if self.stats.waiting_writes >= RETRY_LIMIT:
+                            self.stats.failed_writes += 1
+                            logger.error("write queue unavailable and %d exchanges wait already; job %s dropped: %s",
+                                         RETRY_LIMIT, job_id, exc)  # fmt: skip
+                            return
+                        waiting = True
+                        self.stats.waiting_writes += 1
+                        logger.warning("write queue unavailable; job %s waits and is retried: %s", job_id, exc)
+                except Exception:
+                    self.stats.failed_writes += 1
+                    logger.exception("could not queue the exchange for memory (job %s)", job_id)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            if waiting:
+                self.stats.waiting_writes -= 1
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait for background queue writes (shutdown, tests)."""

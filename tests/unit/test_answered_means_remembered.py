@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from memory import MemoryEngine
+from memory import MemoryEngine, QueueError
 from tests.support.chat_memory import app_of, auth, chat, settle
 from tests.support.upstreams import chunk, completion, sse, stream_response
 
@@ -106,3 +106,28 @@ def collect(sent: list[bytes]) -> Any:
             sent.append(message.get("body", b""))
 
     return send
+
+
+async def test_a_full_disk_holds_the_exchange_until_the_queue_takes_it(proxy, engine, upstream, monkeypatch) -> None:
+    """ENOSPC, as SQLite reports it (the disk cannot be filled portably here, so the queue's refusal is injected
+    at the engine's door): the chat answers, the exchange waits in the proxy, and once the disk has room again it is
+    queued and applied."""
+    upstream.respond = lambda request: httpx.Response(200, json=completion("Noted, the red kettle."))
+    full = {"refusals": 2}
+    queue_exchange = engine.remember_exchange
+
+    async def disk_full_for_a_while(*args: Any, **kwargs: Any) -> Any:
+        if full["refusals"] > 0:
+            full["refusals"] -= 1
+            raise QueueError("write queue queue.sqlite3: database or disk is full")
+        return await queue_exchange(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "remember_exchange", disk_full_for_a_while)
+    client = proxy(memory_queue_timeout_ms=300)  # the answer goes before the retries (0.5 s, then 1 s) succeed
+    response = await asyncio.wait_for(chat(client, "acme-svc", "My kettle is red", user="alice"), 10)
+    assert response.status_code == 200
+    stats = app_of(client).state.chat_memory.stats
+    assert stats.waiting_writes == 1 and stats.failed_writes == 0 and stats.late_writes == 1
+    await settle(client, engine)  # the retries back off 0.5 s, then 1 s: the third try is taken
+    assert full["refusals"] == 0 and stats.waiting_writes == 0 and stats.queued_writes == 1
+    assert any("kettle" in m.text for m in (await engine.list("alice", tenant="acme")).items)
