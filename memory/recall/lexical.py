@@ -1,8 +1,8 @@
 """Lexical scoring: BM25 over each scope's memories, in memory, incremental, numpy-vectorised.
 
 Tokens: case-folded words with a light English suffix stripper and a stop-word list; CJK runs (kana, kanji, hangul)
-become overlapping character bigrams plus single non-hiragana characters, so Japanese and Chinese text, which has no
-spaces, still matches sensibly.
+become overlapping character bigrams, plus, in Japanese text (it has kana), single non-hiragana characters, so
+Japanese and Chinese text, which has no spaces, still matches sensibly.
 
 Each document also keeps its memory's time (event time, else creation time), so recall can tell which candidates
 belong to one episode of conversation without a store round trip (:meth:`LexicalIndex.times`).
@@ -29,6 +29,10 @@ from memory.models import Scope
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u31f0-\u31ff\uff66-\uff9f]+")
 """Hiragana, katakana, CJK ideographs, hangul: scripts written without spaces between words."""
+
+
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+"""Hiragana and katakana: the text is Japanese."""
 
 
 def has_cjk(text: str) -> bool:
@@ -68,11 +72,15 @@ def tokenize(text: str) -> list[str]:
         word = match.group()
         cjk_runs = _CJK.findall(word)
         if cjk_runs:
+            japanese = _KANA.search(lowered) is not None
             for run in cjk_runs:
                 if len(run) > 1:
                     tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
-                # Single ideographs / katakana / hangul carry meaning (犬 = dog); single hiragana are mostly particles.
-                tokens.extend(ch for ch in run if not "\u3040" <= ch <= "\u309f")
+                if japanese or len(run) == 1:
+                    # Japanese: particles split words, so single kanji / katakana carry meaning (犬 = dog) and
+                    # must match across them; single hiragana are mostly the particles. Chinese keeps bigrams only
+                    # (measured: README, Design measurements).
+                    tokens.extend(ch for ch in run if not "\u3040" <= ch <= "\u309f")
             rest = _CJK.sub(" ", word).split()
             tokens.extend(_stem(w) for w in rest if w not in STOP_WORDS)
             continue

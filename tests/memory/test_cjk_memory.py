@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from memory.engine import MemoryEngine
+from memory.recall.lexical import tokenize
 from memory.recall.query_cues import time_windows
 from memory.recall.slot_questions import asked_slots
 from memory.writes.duplicates import reads_alike
@@ -196,3 +197,13 @@ async def test_different_cjk_memories_never_merge_and_a_repeat_does(engine: Memo
 )
 def test_texts_read_alike_only_with_the_same_words_numbers_and_names(first: str, second: str, alike: bool) -> None:
     assert reads_alike(first, second) is alike
+
+
+def test_chinese_reads_as_bigrams_and_japanese_keeps_its_single_kanji() -> None:
+    """Chinese: bigrams alone (single characters matched too much that was not meant: MADial zh R@10 0.681 with
+    them, 0.710 without). Japanese: the single kanji and katakana too, so 犬 matches across particles."""
+    assert tokenize("我喜欢狗") == ["我喜", "喜欢", "欢狗"]
+    assert tokenize("狗") == ["狗"]
+    japanese = tokenize("私の犬が好き")
+    assert "犬" in japanese and "私" in japanese and "の" not in japanese
+    assert set(tokenize("犬")) & set(japanese)
