@@ -25,9 +25,10 @@ def test_the_quick_reliability_bench_meets_its_targets(tmp_path) -> None:
     assert load["clients"] == 64 and load["answered"] > 0 and load["errors"] == 0
     assert load["ttfb_ms"]["p50"] > 0 and load["rss_mb"]["end"] > 0
     assert set(faults) >= {"upstream_dies_mid_stream", "upstream_refuses", "upstream_too_slow", "index_deleted",
-                           "index_corrupted"}  # fmt: skip
+                           "index_corrupted", "store_locked"}  # fmt: skip
     assert all(fault["lost"] == 0 for fault in faults.values())
     assert faults["upstream_refuses"]["chat"] == "error" and faults["index_deleted"]["chat"] == "answered"
+    assert faults["store_locked"]["chat"] == "answered" and faults["store_locked"]["queued_while_locked"] >= 1
     abuse = report["abuse"]
     assert abuse["oversized_body"]["status"] == abuse["oversized_body_streamed"]["status"] == 413
     assert abuse["deeply_nested_json"]["status"] == abuse["invalid_utf8"]["status"] == 400

@@ -6,7 +6,9 @@ two runs.
 - ``upstream_refuses``: nothing listens at the upstream's address;
 - ``upstream_too_slow``: the upstream answers after the proxy's read timeout;
 - ``index_deleted`` / ``index_corrupted``: the vector index folder is removed, or each of its files overwritten
-  with junk, while the proxy is down; after the restart recall must still find the user's memories.
+  with junk, while the proxy is down; after the restart recall must still find the user's memories;
+- ``store_locked``: another process (here: another connection) holds the graph store's write lock for a few seconds
+  while a chat is answered; the chat must answer and its exchange land once the lock goes.
 
 "lost": memories the user had before the fault and cannot recall (or no longer has) after it."""
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +28,7 @@ import httpx
 from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.bench.processes import ServerProcess, free_port, python_module
+from proxy.bench.stub_upstream import StubUpstream
 from proxy.settings import Settings
 
 FACTS = ["My sister Aiko lives in Sapporo.", "I am allergic to peanuts.", "My bicycle is a green Brompton."]
@@ -53,7 +57,43 @@ async def _run(tmp: Path) -> dict[str, dict[str, Any]]:
             results[name] = await _upstream_fault(tmp / name, stub.ready_url.removesuffix("/models"), stream)
     for name, damage in {"index_deleted": _delete_index, "index_corrupted": _corrupt_index}.items():
         results[name] = await _index_fault(tmp / name, damage)
+    results["store_locked"] = await _store_locked(tmp / "store_locked")
     return results
+
+
+LOCK_HELD_S = 3.0
+
+
+async def _store_locked(data_dir: Path) -> dict[str, Any]:
+    """A chat while another connection holds the store's write lock (``BEGIN EXCLUSIVE``) for ``LOCK_HELD_S``."""
+    engine = await _engine_with_facts(data_dir)
+    settings = Settings(upstream_url="http://stub.test/v1", default_model="stub-model", data_dir=data_dir / "proxy",
+                        api_keys="", cache_salt=False)  # fmt: skip
+    upstream = httpx.AsyncClient(transport=httpx.ASGITransport(app=StubUpstream()), base_url="http://stub.test")
+    app = create_app(settings, http_client=upstream, memory=engine)
+    graph_file = engine.config.graph.file(engine.config.data_dir)  # type: ignore[union-attr]
+    holder = sqlite3.connect(graph_file, isolation_level=None, timeout=10)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        released = asyncio.get_running_loop().call_later(LOCK_HELD_S, holder.execute, "COMMIT")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as proxy:
+            body = {"user": USER, "messages": [{"role": "user", "content": "My kayak is called Driftwood."}]}
+            response = await proxy.post("/v1/chat/completions", json=body, timeout=30)
+        await app.state.chat_memory.drain()
+        waiting = (await engine.write_queue_stats()).depth  # the exchange waits for the lock, durably queued
+        await asyncio.sleep(LOCK_HELD_S)
+        released.cancel()
+        await engine.flush(timeout_s=120)
+        texts = [m["text"] for m in (await engine.export(USER))["memories"]]
+        lost = await _lost(engine) + (not any("Driftwood" in text for text in texts))
+    finally:
+        if holder.in_transaction:
+            holder.execute("COMMIT")
+        holder.close()
+        await upstream.aclose()
+        await engine.close()
+    return {"chat": _outcome(response, False), "status": response.status_code, "queued_while_locked": waiting,
+            "lost": lost}  # fmt: skip
 
 
 def _stub(flags: list[str]) -> ServerProcess:
