@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import random
 import signal
@@ -173,7 +172,3 @@ async def _user_texts(data_dir: Path, user: str) -> list[str]:
     finally:
         await engine.close()
     return [m["text"] for m in exported["memories"] if "crash" in m["text"]]
-
-
-def report_json(report: CrashReport) -> str:
-    return json.dumps(report.as_dict())
