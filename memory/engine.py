@@ -24,7 +24,7 @@ from typing import Any, Literal
 from memory.browsing import check_export
 from memory.config import MemoryConfig
 from memory.embedding.base import Embedder
-from memory.graph.base import UNCHANGED, FieldUpdate, GraphStore, NotFound, Unchanged
+from memory.graph.base import UNCHANGED, FieldUpdate, GraphStore, NotFound, StoreUnavailable, Unchanged
 from memory.metadata_keys import reserved_keys
 from memory.models import Memory, MemoryKind, RelationType, Relationship, Scope
 from memory.recall.indexes import DerivedIndexes
@@ -370,8 +370,8 @@ class MemoryEngine(MemoryReader):
     async def _record_use(self, scope: Scope, memory_ids: list[str]) -> None:
         try:
             await self.store.record_use(scope, memory_ids, time.time())
-        except Exception:
-            logger.warning("could not record memory use", exc_info=True)
+        except Exception as exc:  # best effort: a locked or read-only store needs no stack trace
+            logger.warning("could not record memory use: %s", exc, exc_info=not isinstance(exc, StoreUnavailable))
 
     # --- state, for operations -------------------------------------------------------------------------------
 

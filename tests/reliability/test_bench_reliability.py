@@ -5,6 +5,7 @@ streaming clients get no error, no injected fault loses a memory, every abusive 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,10 +26,14 @@ def test_the_quick_reliability_bench_meets_its_targets(tmp_path) -> None:
     assert load["clients"] == 64 and load["answered"] > 0 and load["errors"] == 0
     assert load["ttfb_ms"]["p50"] > 0 and load["rss_mb"]["end"] > 0
     assert set(faults) >= {"upstream_dies_mid_stream", "upstream_refuses", "upstream_too_slow", "index_deleted",
-                           "index_corrupted", "store_locked"}  # fmt: skip
+                           "index_corrupted", "store_locked", "store_raises", "store_read_only", "disk_full"}  # fmt: skip
     assert all(fault["lost"] == 0 for fault in faults.values())
     assert faults["upstream_refuses"]["chat"] == "error" and faults["index_deleted"]["chat"] == "answered"
-    assert faults["store_locked"]["chat"] == "answered" and faults["store_locked"]["queued_while_locked"] >= 1
+    for name in ("store_locked", "store_raises", "store_read_only"):
+        assert faults[name]["chat"] == "answered" and faults[name]["writes_waiting_during_fault"] >= 1, faults[name]
+    assert faults["store_raises"]["store_errors"] >= 1 and faults["store_read_only"]["store_errors"] >= 1
+    if os.geteuid() == 0:  # mounting the small tmpfs needs root; elsewhere the fault reports itself skipped
+        assert faults["disk_full"]["chat"] == "answered" and faults["disk_full"]["writes_waiting_during_fault"] >= 1
     abuse = report["abuse"]
     assert abuse["oversized_body"]["status"] == abuse["oversized_body_streamed"]["status"] == 413
     assert abuse["deeply_nested_json"]["status"] == abuse["invalid_utf8"]["status"] == 400

@@ -22,6 +22,10 @@ R = TypeVar("R")
 _CACHE_KIB = 32 * 1024
 _WAL_KEEP_BYTES = 64 * 1024 * 1024
 """After a checkpoint the WAL file is cut back to this (a big delete_user would otherwise leave it huge)."""
+_REOPEN = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+"""Errors after which the connection is opened again before its next call: a connection that opened the file
+read-only (a read-only mount, wrong permissions after a restore) stays read-only after the file is writable again,
+and one whose file handle went bad keeps failing."""
 _UNAVAILABLE = {
     sqlite3.SQLITE_BUSY,
     sqlite3.SQLITE_LOCKED,
@@ -48,11 +52,14 @@ class Connection:
             max_workers=1, thread_name_prefix=name, initializer=background() if in_background else None
         )
         self._conn: sqlite3.Connection | None = None
+        self._reopen = False
+        self._closed = False
 
     async def open(self) -> None:
         await self._call(self._connect)
 
     async def close(self) -> None:
+        self._closed = True
         await self._call(self._disconnect)
         self._executor.shutdown(wait=False)
 
@@ -68,7 +75,9 @@ class Connection:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
-            if exc.sqlite_errorcode & 0xFF in _UNAVAILABLE:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            self._reopen = self._reopen or code in _REOPEN
+            if code in _UNAVAILABLE:
                 raise StoreUnavailable(f"SQLite graph store: {exc}") from exc
             raise GraphStoreError(f"SQLite graph store: {exc}") from exc
 
@@ -93,6 +102,10 @@ class Connection:
             self._conn = None
 
     def _transaction(self, begin: str, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
+        if self._reopen and not self._closed:
+            self._disconnect()
+            self._connect()  # if this fails too, the flag stays and the next call tries again
+            self._reopen = False
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("the SQLite graph store is closed")

@@ -5,8 +5,8 @@ only, stopping by itself.
 - ``fuzz`` (:mod:`.fuzz`): every route from the OpenAPI document, valid and hostile keys; no 5xx, nothing changed
   by a rejected request, and the share of schema-valid requests accepted;
 - ``load`` (:mod:`.load`): 64 concurrent streaming clients against the stub upstream, 100 users with memories;
-- ``faults`` (:mod:`.faults`): the upstream dying, refusing or too slow; the vector index deleted or corrupted; the
-  store write-locked by another process;
+- ``faults`` (:mod:`.faults`, :mod:`.store_faults`): the upstream dying, refusing or too slow; the vector index
+  deleted or corrupted; the store write-locked by another process, failing, read-only; the data dir's disk full;
 - ``abuse`` (:mod:`.abuse`): oversized and deeply nested bodies, invalid UTF-8, path separators in ids, a memory
   that tries to close the recalled-memory block.
 

@@ -7,17 +7,14 @@ two runs.
 - ``upstream_too_slow``: the upstream answers after the proxy's read timeout;
 - ``index_deleted`` / ``index_corrupted``: the vector index folder is removed, or each of its files overwritten
   with junk, while the proxy is down; after the restart recall must still find the user's memories;
-- ``store_locked``: another process (here: another connection) holds the graph store's write lock for a few seconds
-  while a chat is answered; the chat must answer and its exchange land once the lock goes.
+- ``store_locked`` / ``store_raises`` / ``store_read_only`` / ``disk_full``: see :mod:`.store_faults`.
 
 "lost": memories the user had before the fault and cannot recall (or no longer has) after it."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,13 +25,11 @@ import httpx
 from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.bench.processes import ServerProcess, free_port, python_module
-from proxy.bench.stub_upstream import StubUpstream
+from proxy.bench.reliability import store_faults
+from proxy.bench.reliability.store_faults import engine_with_facts, lost_facts
 from proxy.settings import Settings
 
-FACTS = ["My sister Aiko lives in Sapporo.", "I am allergic to peanuts.", "My bicycle is a green Brompton."]
-QUESTIONS = {"Where does my sister live?": "Sapporo", "What am I allergic to?": "peanuts",
-             "What bicycle do I ride?": "Brompton"}  # fmt: skip
-USER = "fault-user"
+USER = store_faults.USER
 
 
 def run() -> dict[str, dict[str, Any]]:
@@ -57,43 +52,10 @@ async def _run(tmp: Path) -> dict[str, dict[str, Any]]:
             results[name] = await _upstream_fault(tmp / name, stub.ready_url.removesuffix("/models"), stream)
     for name, damage in {"index_deleted": _delete_index, "index_corrupted": _corrupt_index}.items():
         results[name] = await _index_fault(tmp / name, damage)
-    results["store_locked"] = await _store_locked(tmp / "store_locked")
+    for name, fault in {"store_locked": store_faults.store_locked, "store_raises": store_faults.store_raises,
+                        "store_read_only": store_faults.store_read_only, "disk_full": store_faults.disk_full}.items():
+        results[name] = await fault(tmp / name)  # fmt: skip
     return results
-
-
-LOCK_HELD_S = 3.0
-
-
-async def _store_locked(data_dir: Path) -> dict[str, Any]:
-    """A chat while another connection holds the store's write lock (``BEGIN EXCLUSIVE``) for ``LOCK_HELD_S``."""
-    engine = await _engine_with_facts(data_dir)
-    settings = Settings(upstream_url="http://stub.test/v1", default_model="stub-model", data_dir=data_dir / "proxy",
-                        api_keys="", cache_salt=False)  # fmt: skip
-    upstream = httpx.AsyncClient(transport=httpx.ASGITransport(app=StubUpstream()), base_url="http://stub.test")
-    app = create_app(settings, http_client=upstream, memory=engine)
-    graph_file = engine.config.graph.file(engine.config.data_dir)  # type: ignore[union-attr]
-    holder = sqlite3.connect(graph_file, isolation_level=None, timeout=10)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        released = asyncio.get_running_loop().call_later(LOCK_HELD_S, holder.execute, "COMMIT")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as proxy:
-            body = {"user": USER, "messages": [{"role": "user", "content": "My kayak is called Driftwood."}]}
-            response = await proxy.post("/v1/chat/completions", json=body, timeout=30)
-        await app.state.chat_memory.drain()
-        waiting = (await engine.write_queue_stats()).depth  # the exchange waits for the lock, durably queued
-        await asyncio.sleep(LOCK_HELD_S)
-        released.cancel()
-        await engine.flush(timeout_s=120)
-        texts = [m["text"] for m in (await engine.export(USER))["memories"]]
-        lost = await _lost(engine) + (not any("Driftwood" in text for text in texts))
-    finally:
-        if holder.in_transaction:
-            holder.execute("COMMIT")
-        holder.close()
-        await upstream.aclose()
-        await engine.close()
-    return {"chat": _outcome(response, False), "status": response.status_code, "queued_while_locked": waiting,
-            "lost": lost}  # fmt: skip
 
 
 def _stub(flags: list[str]) -> ServerProcess:
@@ -104,7 +66,7 @@ def _stub(flags: list[str]) -> ServerProcess:
 
 async def _upstream_fault(data_dir: Path, url: str, stream: bool) -> dict[str, Any]:
     """One chat through a real stub process (or a closed port): what the client got, and what memory lost."""
-    engine = await _engine_with_facts(data_dir)
+    engine = await engine_with_facts(data_dir / "mem")
     settings = Settings(upstream_url=url, default_model="stub-model", data_dir=data_dir / "proxy", api_keys="",
                         read_timeout_s=1.0, connect_timeout_s=1.0, cache_salt=False)  # fmt: skip
     app = create_app(settings, memory=engine)  # its own upstream client, with these timeouts
@@ -115,7 +77,7 @@ async def _upstream_fault(data_dir: Path, url: str, stream: bool) -> dict[str, A
             outcome = _outcome(response, stream)
         await app.state.chat_memory.drain()
         await engine.flush()
-        lost = await _lost(engine)
+        lost = await lost_facts(engine)
     finally:
         await engine.close()
     return {"chat": outcome, "status": response.status_code, "lost": lost}
@@ -131,13 +93,13 @@ def _outcome(response: httpx.Response, stream: bool) -> str:
 
 
 async def _index_fault(data_dir: Path, damage: Callable[[MemoryConfig], Awaitable[None]]) -> dict[str, Any]:
-    engine = await _engine_with_facts(data_dir)
+    engine = await engine_with_facts(data_dir / "mem")
     config = engine.config
     await engine.close()
     await damage(config)
     engine = await MemoryEngine.open(config)
     try:
-        lost = await _lost(engine)
+        lost = await lost_facts(engine)
     finally:
         await engine.close()
     return {"chat": "answered", "lost": lost}
@@ -151,20 +113,3 @@ async def _corrupt_index(config: MemoryConfig) -> None:
     for path in config.index_dir.rglob("*"):
         if path.is_file():
             path.write_bytes(b"\x00junk" * 64)
-
-
-async def _engine_with_facts(data_dir: Path) -> MemoryEngine:
-    engine = await MemoryEngine.open(MemoryConfig(data_dir=data_dir / "mem"))
-    for fact in FACTS:
-        await engine.remember(fact, USER)
-    return engine
-
-
-async def _lost(engine: MemoryEngine) -> int:
-    """Facts the user no longer has, or that recall no longer finds for their question."""
-    texts = {m["text"] for m in (await engine.export(USER))["memories"]}
-    missing = sum(fact not in texts for fact in FACTS)
-    for question, word in QUESTIONS.items():
-        hits = await engine.recall(question, USER, top_k=3)
-        missing += not any(word in hit.memory.text for hit in hits)
-    return missing
