@@ -3,7 +3,10 @@
 Publishing: the trainer writes into a hidden temp folder next to the versions; its files and the folder are
 fsync'd, the folder is renamed to ``<name>-v<version>``, the parent folder fsync'd, and only then the registry row
 flips to ``ready`` (retiring the previous version) in one transaction. A crash before the flip leaves at most a
-stray temp folder and a ``training`` row, which :meth:`AdapterJobs.recover` marks ``failed``.
+stray temp folder and a ``training`` row, which :func:`recover_interrupted` marks ``failed`` when the proxy starts.
+A run holds an ``flock`` on ``.<name>-v<version>.training.lock`` while it trains, which the kernel drops when its
+process dies: a ``training`` row whose lock is free was interrupted, one whose lock is held is still training (in
+this process or another, such as the trainer's command).
 
     jobs = AdapterJobs(config, registry, engine)
     job = jobs.start(Scope("acme", "alice"))     # an asyncio task; training runs in a worker thread
@@ -18,6 +21,7 @@ block is entered once every job of the user has ended.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -28,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from adapters.config import AdaptersConfig, TrainingConfig
 from adapters.dataset import build_training_set, load_memories
@@ -98,6 +103,7 @@ async def train_and_publish(
         raise NothingToTrain(f"no memories of {scope.tenant}/{scope.user} can be taught")
     version = await registry.begin_version(scope, config.base_model, config.adapters_dir)
     temp = config.adapters_dir / f".{version.versioned_name}.{uuid.uuid4().hex[:8]}.tmp"
+    training = _hold_training_lock(config.adapters_dir, version)
     try:
         report = await asyncio.to_thread(
             train_lora, config.base_model_path, data, temp, config.training, progress
@@ -122,6 +128,45 @@ async def train_and_publish(
         raise
     finally:
         await asyncio.to_thread(shutil.rmtree, temp, True)
+        _training_lock(config.adapters_dir, version).unlink(missing_ok=True)
+        training.close()
+
+
+def _training_lock(adapters_dir: Path, version: AdapterVersion) -> Path:
+    return adapters_dir / f".{version.versioned_name}.training.lock"
+
+
+def _hold_training_lock(adapters_dir: Path, version: AdapterVersion) -> BinaryIO:
+    """The lock that says this version is being trained, held until the returned file is closed (or the process
+    dies)."""
+    handle = _training_lock(adapters_dir, version).open("ab")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new version: nobody else holds it
+    return handle
+
+
+async def recover_interrupted(registry: AdapterRegistry, adapters_dir: Path) -> int:
+    """Mark ``training`` rows whose run died (its lock is free) as failed, and remove their temp folders and lock
+    files. Returns how many were marked."""
+    stale = 0
+    for version in await registry.list_current():
+        if version.status != AdapterStatus.TRAINING:
+            continue
+        lock = _training_lock(adapters_dir, version)
+        try:
+            handle = lock.open("ab")
+        except OSError:  # no adapters folder: nothing to recover
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # still training
+            await registry.fail(version, "interrupted")
+            for temp in adapters_dir.glob(f".{version.versioned_name}.*.tmp"):
+                await asyncio.to_thread(shutil.rmtree, temp, True)
+            lock.unlink(missing_ok=True)
+            stale += 1
+    return stale
 
 
 def _move_into_place(temp: Path, final: Path) -> None:
@@ -200,17 +245,8 @@ class AdapterJobs:
         return list(self._jobs.values())
 
     async def recover(self) -> int:
-        """Mark rows left ``training`` by a crashed process as failed; remove stray temp folders."""
-        stale = 0
-        for version in await self.registry.list_current():
-            if version.status == AdapterStatus.TRAINING and not any(
-                j.scope == version.scope and j.state in ("queued", "running") for j in self._jobs.values()
-            ):
-                await self.registry.fail(version, "interrupted")
-                stale += 1
-        for temp in self.config.adapters_dir.glob(".*.tmp"):
-            shutil.rmtree(temp, ignore_errors=True)
-        return stale
+        """Mark rows left ``training`` by a crashed process as failed (see :func:`recover_interrupted`)."""
+        return await recover_interrupted(self.registry, self.config.adapters_dir)
 
     async def _run(self, job: TrainingJob, config: AdaptersConfig) -> AdapterVersion:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from adapters.config import AdaptersConfig
 from adapters.erasure import erase_user, sweep_orphans
-from adapters.jobs import AdapterJobs, TrainingInProgress, TrainingJob
+from adapters.jobs import AdapterJobs, TrainingInProgress, TrainingJob, recover_interrupted
 from adapters.loader import AdapterLoadError
 from adapters.registry import AdapterRegistry, AdapterStatus, AdapterVersion
 from adapters.routing import AdapterRouter
@@ -60,9 +60,11 @@ class AdaptersService:
         return resolve_memory_scope(key, user=chosen, tenant=tenant, headers=headers, rules=self._rules)
 
     async def start(self) -> None:
-        """At proxy start: remove adapter folders a crash left without a registry row (never creates the registry)."""
+        """At proxy start: mark versions whose training a crash interrupted as failed, and remove adapter folders a
+        crash left without a registry row (never creates the registry)."""
         if self._registry.path.exists():
             try:
+                await recover_interrupted(self._registry, self._config.adapters_dir)
                 await sweep_orphans(self._config.adapters_dir, self._registry)
             except Exception:
                 logger.exception("could not sweep orphan adapter folders in %s", self._config.adapters_dir)

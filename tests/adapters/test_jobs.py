@@ -7,13 +7,14 @@ tests/integration/test_adapters.py (and ``memproxy bench adapters``)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from pathlib import Path
 
 import pytest
 
 from adapters import jobs as jobs_module
 from adapters.config import AdaptersConfig
-from adapters.jobs import AdapterJobs, NothingToTrain, train_and_publish
+from adapters.jobs import AdapterJobs, NothingToTrain, recover_interrupted, train_and_publish
 from adapters.registry import AdapterRegistry, AdapterStatus
 from adapters.trainer import TrainingReport
 from memory import MemoryEngine, Scope
@@ -96,8 +97,20 @@ async def test_job_api_reports_progress_and_the_result(monkeypatch, memories, co
 
 async def test_recover_fails_interrupted_runs(config) -> None:
     registry = AdapterRegistry(config.registry_path)
-    await registry.begin_version(ALICE, "base", config.adapters_dir)  # a process died while training
-    (config.adapters_dir / ".mp-x-v1.1234.tmp").mkdir(parents=True)
+    version = await registry.begin_version(ALICE, "base", config.adapters_dir)  # a process died while training
+    (config.adapters_dir / f".{version.versioned_name}.1234.tmp").mkdir(parents=True)
+    (config.adapters_dir / f".{version.versioned_name}.training.lock").touch()  # its lock, freed by its death
     assert await AdapterJobs(config, registry, None).recover() == 1  # type: ignore[arg-type]
     assert (await registry.versions(ALICE))[0].reason == "interrupted"
     assert list(config.adapters_dir.glob(".*")) == []
+
+
+async def test_recover_leaves_a_run_that_still_holds_its_lock(config) -> None:
+    registry = AdapterRegistry(config.registry_path)
+    version = await registry.begin_version(ALICE, "base", config.adapters_dir)
+    config.adapters_dir.mkdir(parents=True, exist_ok=True)
+    with (config.adapters_dir / f".{version.versioned_name}.training.lock").open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process (here: another open file) is training it
+        assert await recover_interrupted(registry, config.adapters_dir) == 0
+    assert (await registry.versions(ALICE))[0].status == AdapterStatus.TRAINING
+    assert await recover_interrupted(registry, config.adapters_dir) == 1  # the lock is free now

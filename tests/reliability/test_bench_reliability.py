@@ -32,6 +32,8 @@ def test_the_quick_reliability_bench_meets_its_targets(tmp_path) -> None:
     for name in ("store_locked", "store_raises", "store_read_only"):
         assert faults[name]["chat"] == "answered" and faults[name]["writes_waiting_during_fault"] >= 1, faults[name]
     assert faults["store_raises"]["store_errors"] >= 1 and faults["store_read_only"]["store_errors"] >= 1
+    for op in ("import", "delete_user", "index_save", "adapter_publish"):
+        assert faults[f"killed_during_{op}"]["runs"] >= 2 and faults[f"killed_during_{op}"]["broken"] == 0
     if os.geteuid() == 0:  # mounting the small tmpfs needs root; elsewhere the fault reports itself skipped
         assert faults["disk_full"]["chat"] == "answered" and faults["disk_full"]["writes_waiting_during_fault"] >= 1
     abuse = report["abuse"]

@@ -7,6 +7,7 @@ only, stopping by itself.
 - ``load`` (:mod:`.load`): 64 concurrent streaming clients against the stub upstream, 100 users with memories;
 - ``faults`` (:mod:`.faults`, :mod:`.store_faults`): the upstream dying, refusing or too slow; the vector index
   deleted or corrupted; the store write-locked by another process, failing, read-only; the data dir's disk full;
+  kill -9 inside a memory import, a delete-user, an index save, an adapter publish (:mod:`.crash_ops`);
 - ``abuse`` (:mod:`.abuse`): oversized and deeply nested bodies, invalid UTF-8, path separators in ids, a memory
   that tries to close the recalled-memory block.
 
@@ -87,7 +88,7 @@ def _load(work: Path, plan: dict[str, Any]) -> dict[str, Any]:
 def _faults(work: Path, plan: dict[str, Any]) -> dict[str, Any]:
     from proxy.bench.reliability import faults
 
-    return faults.run()
+    return faults.run(seeds=plan["seeds"])
 
 
 def _abuse(work: Path, plan: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +138,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{lo['drain_s']} s")  # fmt: skip
     if "faults" in report:
         for name, fault in report["faults"].items():
-            lines.append(f"fault   {name:<26} chat {fault['chat']:<9} lost {fault['lost']}")
+            killed = f" ({fault['runs']} runs, {fault['killed_inside']} killed inside)" if "runs" in fault else ""
+            lines.append(f"fault   {name:<32} chat {fault['chat']:<9} lost {fault['lost']}{killed}")
     if "abuse" in report:
         for name, case in report["abuse"].items():
             lines.append(f"abuse   {name:<26} status {case['status']:<4} {'clean' if case['clean'] else 'NOT CLEAN'}")

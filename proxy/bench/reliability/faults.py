@@ -7,7 +7,9 @@ two runs.
 - ``upstream_too_slow``: the upstream answers after the proxy's read timeout;
 - ``index_deleted`` / ``index_corrupted``: the vector index folder is removed, or each of its files overwritten
   with junk, while the proxy is down; after the restart recall must still find the user's memories;
-- ``store_locked`` / ``store_raises`` / ``store_read_only`` / ``disk_full``: see :mod:`.store_faults`.
+- ``store_locked`` / ``store_raises`` / ``store_read_only`` / ``disk_full``: see :mod:`.store_faults`;
+- ``killed_during_import`` / ``_delete_user`` / ``_index_save`` / ``_adapter_publish``: kill -9 inside the
+  operation, see :mod:`.crash_ops` (no chat involved: ``"chat": "none"``; ``lost`` counts whatever was broken).
 
 "lost": memories the user had before the fault and cannot recall (or no longer has) after it."""
 
@@ -25,16 +27,20 @@ import httpx
 from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.bench.processes import ServerProcess, free_port, python_module
-from proxy.bench.reliability import store_faults
+from proxy.bench.reliability import crash_ops, store_faults
 from proxy.bench.reliability.store_faults import engine_with_facts, lost_facts
 from proxy.settings import Settings
 
 USER = store_faults.USER
 
 
-def run() -> dict[str, dict[str, Any]]:
+def run(seeds: int = 2) -> dict[str, dict[str, Any]]:
+    """Every fault once; the kills inside long operations ``seeds`` times each."""
     with tempfile.TemporaryDirectory(prefix="memproxy-faults-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+        results = asyncio.run(_run(Path(tmp)))
+        for op, totals in crash_ops.run(Path(tmp) / "killed", seeds).items():
+            results[f"killed_during_{op}"] = {"chat": "none", "lost": totals["broken"]} | totals
+        return results
 
 
 async def _run(tmp: Path) -> dict[str, dict[str, Any]]:
@@ -52,9 +58,9 @@ async def _run(tmp: Path) -> dict[str, dict[str, Any]]:
             results[name] = await _upstream_fault(tmp / name, stub.ready_url.removesuffix("/models"), stream)
     for name, damage in {"index_deleted": _delete_index, "index_corrupted": _corrupt_index}.items():
         results[name] = await _index_fault(tmp / name, damage)
-    for name, fault in {"store_locked": store_faults.store_locked, "store_raises": store_faults.store_raises,
-                        "store_read_only": store_faults.store_read_only, "disk_full": store_faults.disk_full}.items():
-        results[name] = await fault(tmp / name)  # fmt: skip
+    store = (store_faults.store_locked, store_faults.store_raises, store_faults.store_read_only, store_faults.disk_full)
+    for fault in store:
+        results[fault.__name__] = await fault(tmp / fault.__name__)
     return results
 
 

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -79,11 +78,11 @@ async def disk_full(work: Path) -> dict[str, Any]:
         return {"chat": "skipped", "lost": 0, "skipped": "mounting a small tmpfs needs root"}
     mount = work / "tmpfs"
     mount.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m", "tmpfs", str(mount)], check=True)
+    await _command("mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m", "tmpfs", str(mount))
     try:
         return await _chat_through(mount, _filled)
     finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+        await _command("umount", "--lazy", str(mount), check=False)
 
 
 Fault = Callable[[MemoryEngine], Any]
@@ -106,7 +105,7 @@ async def _chat_through(work: Path, fault: Fault, *, reopen: bool = False) -> di
             status, outcome, waiting, chat_memory = await _chat(engine, work / "proxy")
             await asyncio.sleep(FAULT_HELD_S)
             await lift()
-        await chat_memory.drain(timeout_s=FLUSH_TIMEOUT_S)  # what the proxy held (the queue could not take it) goes to the queue now
+        await chat_memory.drain(timeout_s=FLUSH_TIMEOUT_S)  # what the proxy held goes to the queue now
         await engine.flush(timeout_s=FLUSH_TIMEOUT_S)
         texts = [m["text"] for m in (await engine.export(USER))["memories"]]
         lost = await lost_facts(engine) + (not any(NEW_WORD in text for text in texts))
@@ -163,8 +162,8 @@ async def _read_only(engine: MemoryEngine) -> AsyncIterator[Callable[[], Awaitab
     path = _graph_file(engine)
     as_root = os.geteuid() == 0
     if as_root:  # root writes through file modes; a read-only bind mount stops it
-        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
+        await _command("mount", "--bind", str(path), str(path))
+        await _command("mount", "-o", "remount,ro,bind", str(path))
     else:
         path.chmod(0o444)
     lifted = False
@@ -172,7 +171,10 @@ async def _read_only(engine: MemoryEngine) -> AsyncIterator[Callable[[], Awaitab
     async def lift() -> None:
         nonlocal lifted
         if not lifted:
-            subprocess.run(["umount", "--lazy", str(path)], check=True) if as_root else path.chmod(0o644)
+            if as_root:  # lazily: the engine's reader still has the file open through the mount
+                await _command("umount", "--lazy", str(path))
+            else:
+                path.chmod(0o644)
             lifted = True
 
     try:
@@ -196,6 +198,13 @@ async def _filled(engine: MemoryEngine) -> AsyncIterator[Callable[[], Awaitable[
         yield lift
     finally:
         await lift()
+
+
+async def _command(*argv: str, check: bool = True) -> None:
+    process = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    _, errors = await process.communicate()
+    if check and process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {errors.decode(errors='replace').strip()}")
 
 
 def _graph_file(engine: MemoryEngine) -> Path:
