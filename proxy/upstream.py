@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -26,6 +27,8 @@ JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"
 SSE_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
+URL_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+"""What a URL path keeps as it is (RFC 3986 ``pchar`` and ``/``); the rest is percent-encoded."""
 CHAT_PATH = "chat/completions"
 TOKENIZE_PATH = "tokenize"
 
@@ -107,6 +110,28 @@ class UpstreamClient:
             # Shielded: when the client went away we are inside a cancelled scope, and closing is exactly what
             # tells the upstream to stop generating.
             with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    @asynccontextmanager
+    async def exchange(
+        self, method: str, path: str, *, query: bytes, headers: list[tuple[str, str]], content: bytes
+    ) -> AsyncIterator[httpx.Response]:
+        """Send a request as the caller built it (its ``headers`` plus the upstream's key and the request id) and
+        yield the response once its headers arrive, whatever its status, body unread. Always closes it. ``path`` is
+        decoded (a ``?`` or ``%`` in it is part of the path); ``query`` is raw, as it was sent."""
+        url = httpx.URL(self._url(quote(path, safe=URL_PATH_SAFE)))
+        if query:
+            url = url.copy_with(query=query)
+        sent = [*headers, *self._headers({}).items()]
+        request = self._http.build_request(method, url, content=content, headers=sent)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, during="request") from exc
+        try:
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True):  # as in ``stream``: closing is what stops the upstream's work
                 await response.aclose()
 
     async def count_tokens(self, body: bytes) -> TokenCount:
