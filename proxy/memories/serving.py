@@ -120,6 +120,12 @@ class MemoriesService:
         versions = await self.engine.history(memory_id, user_id=scope.user, tenant=scope.tenant)
         return MemoryHistory(data=[memory_object(m) for m in versions])
 
+    async def core(self, scope: Scope) -> MemoryList:
+        """The user's core memory (their profile: pinned and promoted facts), in the order a chat's core block shows
+        it; one page, never a cursor."""
+        memories = await self.engine.core_memories(scope.user, tenant=scope.tenant)
+        return MemoryList(data=[memory_object(m) for m in memories])
+
     async def graph(self, scope: Scope, *, limit: int, include_inactive: bool) -> MemoryGraph:
         graph = await self.engine.graph(scope.user, tenant=scope.tenant, limit=limit, include_inactive=include_inactive)
         nodes = [
