@@ -32,16 +32,24 @@ from proxy.errors import (
     InvalidRequestError,
     NotFoundError,
     ProxyError,
+    body_for_path,
     error_body,
     invalid_request_from_validation,
 )
 from proxy.identity import IdentityRules
 from proxy.limits import BodyLimitMiddleware, KeyLimiter, LimitsMiddleware
+from proxy.mcp_server import McpEndpoint
 from proxy.memories.api_router import router as memories_router
 from proxy.memories.serving import MemoriesService
 from proxy.memory_access import MemoryAccess
+from proxy.messages.api_router import SCHEMAS as MESSAGES_SCHEMAS
+from proxy.messages.api_router import router as messages_router
 from proxy.metrics import Metrics
 from proxy.observability import RequestContextMiddleware
+from proxy.passthrough.api_router import router as passthrough_router
+from proxy.passthrough.serving import PassthroughService
+from proxy.responses.api_router import SCHEMAS as RESPONSES_SCHEMAS
+from proxy.responses.api_router import router as responses_router
 from proxy.routes import router as misc_router
 from proxy.settings import AuthSettings, Settings, load_settings
 from proxy.ui.router import router as ui_router
@@ -77,6 +85,8 @@ def create_app(
     chat_memory = ChatMemory(engine, settings.chat)
     prefill = NextTurnPrefill(chat_memory, settings.prefill)
     adapters_service = AdaptersService(settings.adapters, engine, rules, adapter_router)
+    memories_service = MemoriesService(engine, rules, adapters_service)
+    mcp = McpEndpoint(memories_service)
     chat_service = ChatCompletionsService(
         upstreams,
         default_model=settings.upstream.default_model,
@@ -101,7 +111,8 @@ def create_app(
         await adapters_service.start()
         await engine.start()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await prefill.runner.close()
             await chat_memory.drain()
@@ -123,17 +134,22 @@ def create_app(
     app.state.chat_memory = chat_memory
     app.state.chat_service = chat_service
     app.state.adapters_service = adapters_service
-    app.state.memories_service = MemoriesService(engine, rules, adapters_service)
+    app.state.memories_service = memories_service
+    app.state.passthrough_service = PassthroughService(upstreams, identity_rules=rules)
     app.add_middleware(LimitsMiddleware, limiter=KeyLimiter(settings.limits), metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.server.max_body_mb * 2**20))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(chat_router)
+    app.include_router(responses_router)
+    app.include_router(messages_router)
     app.include_router(memories_router)
     app.include_router(adapters_router)
     app.include_router(misc_router)
     app.include_router(ui_router)
+    app.add_route("/mcp", mcp, include_in_schema=False)  # the MCP server (streamable HTTP), same keys
+    app.include_router(passthrough_router)  # last: every other /v1/* route, to the upstream as it is
     _install_error_handlers(app)
-    _add_schemas(app, CHAT_SCHEMAS)
+    _add_schemas(app, CHAT_SCHEMAS | RESPONSES_SCHEMAS | MESSAGES_SCHEMAS)
     return app
 
 
@@ -197,12 +213,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         if not isinstance(exc, ClientError):
             logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message)
         headers = {"www-authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+        return JSONResponse(body_for_path(exc, request.url.path), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         error = invalid_request_from_validation(list(exc.errors()), {"body": exc.body})
-        return JSONResponse(error.to_body(), status_code=error.status_code)
+        return JSONResponse(body_for_path(error, request.url.path), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -186,8 +186,28 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def error_json(error: ProxyError) -> bytes:
-    return json.dumps(error.to_body(), ensure_ascii=False).encode()
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}  # fmt: skip
+
+
+def anthropic_error_body(error: ProxyError) -> dict[str, Any]:
+    """The same error in Anthropic's shape, for ``/v1/messages``: ``{"type": "error", "error": {"type", "message"}}``."""
+    kind = _ANTHROPIC_TYPES.get(error.status_code, "api_error" if error.status_code >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+def error_json(error: ProxyError, path: str = "") -> bytes:
+    """The error's body as bytes, in the shape of the API at ``path``."""
+    return json.dumps(body_for_path(error, path), ensure_ascii=False).encode()
+
+
+ANTHROPIC_PATH = "/v1/messages"
+
+
+def body_for_path(error: ProxyError, path: str) -> dict[str, Any]:
+    """OpenAI's shape, or Anthropic's under ``/v1/messages`` (its SDK reads no other)."""
+    is_anthropic = path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/")
+    return anthropic_error_body(error) if is_anthropic else error.to_body()
 
 
 def _parse_upstream_error(content: bytes) -> tuple[str, str | None, str | int | None]:

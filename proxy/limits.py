@@ -24,7 +24,7 @@ from proxy.metrics import Metrics
 from proxy.settings import LimitSettings
 
 MAX_KEYS = 65_536
-LIMITED_PREFIX = "/v1/"
+LIMITED_PREFIXES = ("/v1/", "/mcp")
 
 
 class KeyLimiter:
@@ -83,10 +83,11 @@ class LimitsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.limiter.enabled or not scope["path"].startswith(LIMITED_PREFIX):
+        if scope["type"] != "http" or not self.limiter.enabled or not scope["path"].startswith(LIMITED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        authorization = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        headers = dict(scope.get("headers") or ())
+        authorization = headers.get(b"authorization") or headers.get(b"x-api-key", b"")
         key = hashlib.sha256(authorization).hexdigest() if authorization else "open"
         try:
             self.limiter.admit(key)
@@ -95,7 +96,7 @@ class LimitsMiddleware:
             retry = str(max(1, math.ceil(exc.retry_after_s)))
             headers = [(b"content-type", b"application/json"), (b"retry-after", retry.encode())]
             await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-            await send({"type": "http.response.body", "body": error_json(exc)})
+            await send({"type": "http.response.body", "body": error_json(exc, scope["path"])})
             return
         try:
             await self.app(scope, receive, send)

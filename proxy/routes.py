@@ -16,7 +16,10 @@ READINESS_TIMEOUT_S = 2.0
 async def require_api_key(request: Request) -> KeyRecord:
     """The key's record (also left on ``request.state.key`` for the handler). Raises 401."""
     keys: KeyRing = request.app.state.keys
-    record = keys.authenticate(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    if authorization is None and "x-api-key" in request.headers:  # Anthropic's SDK sends its key so
+        authorization = f"Bearer {request.headers['x-api-key']}"
+    record = keys.authenticate(authorization)
     request.state.key = record
     return record
 

@@ -46,7 +46,8 @@ from proxy.bench.stack import (
     stub_url,
 )
 
-SCENARIOS = ("nonstream", "stream")
+SCENARIOS = ("nonstream", "stream", "responses_stream")
+"""A chat completion whole and streamed, and a streamed Responses API call (``/v1/responses``)."""
 BENCH_USER = "bench-user"
 MEMORY_OFF = {"X-Memproxy-Memory": "off"}
 
@@ -182,13 +183,13 @@ def measure(
 def request_body(model: str, scenario: str, max_tokens: int, text: str | None) -> dict[str, Any]:
     """Without ``text``: the same short prompt every time, no user (memory is off). With it: that question, from
     the user whose memories were loaded."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": text or "Say hello in five words."}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": scenario == "stream",
-    }
+    said = text or "Say hello in five words."
+    if scenario == "responses_stream":
+        body: dict[str, Any] = {"model": model, "input": said, "max_output_tokens": max_tokens, "stream": True}
+    else:
+        body = {"model": model, "messages": [{"role": "user", "content": said}], "max_tokens": max_tokens,
+                "stream": scenario == "stream"}  # fmt: skip
+    body["temperature"] = 0
     if text is not None:
         body["user"] = BENCH_USER
     return body
@@ -197,7 +198,8 @@ def request_body(model: str, scenario: str, max_tokens: int, text: str | None) -
 def timed_request(client: httpx.Client, body: dict[str, Any]) -> tuple[float, float, tuple[str, int, str | None]]:
     """(time to first body byte, total) in ms for one chat completion, and what it said about memory."""
     start = time.perf_counter()
-    with client.stream("POST", "/chat/completions", json=body) as response:
+    path = "/chat/completions" if "messages" in body else "/responses"
+    with client.stream("POST", path, json=body) as response:
         first = None
         for _ in response.iter_raw():
             if first is None:
@@ -272,22 +274,22 @@ def memory_report(
 def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"memproxy bench overhead — upstream: {report['upstream']}, {report['requests_per_path']} requests per path",
-        f"{'scenario':<10} {'metric':<9} {'path':<17} {'p50/p95':>18} {'added p50/p95':>18} {'ratio':>6}",
+        f"{'scenario':<16} {'metric':<9} {'path':<17} {'p50/p95':>18} {'added p50/p95':>18} {'ratio':>6}",
     ]
     for scenario, entry in report["scenarios"].items():
         for metric, row in entry.items():
             name = metric[:-3]
-            lines.append(f"{scenario:<10} {name:<9} {'direct':<17} {_cell(row['direct']):>18}")
+            lines.append(f"{scenario:<16} {name:<9} {'direct':<17} {_cell(row['direct']):>18}")
             lines.append(
-                f"{'':<10} {'':<9} {'proxy':<17} {_cell(row['proxy']):>18} {_cell(row['added']):>18} "
+                f"{'':<16} {'':<9} {'proxy':<17} {_cell(row['proxy']):>18} {_cell(row['added']):>18} "
                 f"{row['ratio_p50']:>6}"
             )
             if "proxy_memory_off" in row:
                 lines.append(
-                    f"{'':<10} {'':<9} {'proxy memory off':<17} {_cell(row['proxy_memory_off']):>18} "
+                    f"{'':<16} {'':<9} {'proxy memory off':<17} {_cell(row['proxy_memory_off']):>18} "
                     f"{_cell(row['added_memory_off']):>18}"
                 )
-                lines.append(f"{'':<10} {'':<9} {'memory part':<17} {'':>18} {_cell(row['memory_part']):>18}")
+                lines.append(f"{'':<16} {'':<9} {'memory part':<17} {'':>18} {_cell(row['memory_part']):>18}")
     added = report["added_ms"]
     lines.append(f"headline: added {added['p50']} ms p50, {added['p95']} ms p95 ({report['headline']})")
     if memory := report.get("memory"):

@@ -1,7 +1,7 @@
 """A fast local OpenAI-compatible upstream, for isolating the proxy's own cost in benchmarks and for exercising
 connection-level behaviour (client disconnects) over real sockets in tests.
 
-It is not a model: it answers ``/v1/chat/completions`` with a fixed text, streamed as one SSE chunk per word, with
+It is not a model: it answers ``/v1/chat/completions`` (and ``/v1/responses``, in that API's shapes) with a fixed text, streamed as one SSE chunk per word, with
 an optional delay per chunk; ``/v1/models`` lists one model; ``/stats`` counts finished and abandoned requests.
 
     python -m proxy.bench.stub_upstream --port 9001 [--chunk-delay-ms 0] [--answer-delay-ms 0] [--die-after-words N]
@@ -42,12 +42,12 @@ class StubUpstream:
             await _json(send, 200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
         elif method == "GET" and path == "/stats":
             await _json(send, 200, self.stats)
-        elif method == "POST" and path == "/v1/chat/completions":
-            await self._chat(receive, send)
+        elif method == "POST" and path in ("/v1/chat/completions", "/v1/responses"):
+            await self._chat(receive, send, responses=path == "/v1/responses")
         else:
             await _json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
-    async def _chat(self, receive: Receive, send: Send) -> None:
+    async def _chat(self, receive: Receive, send: Send, *, responses: bool = False) -> None:
         body = b""
         while True:
             message = await receive()
@@ -55,8 +55,11 @@ class StubUpstream:
             if not message.get("more_body"):
                 break
         request = json.loads(body)
-        words = ANSWER_WORDS[: request.get("max_tokens") or len(ANSWER_WORDS)]
-        work = self._stream(send, request, words) if request.get("stream") else self._whole(send, request, words)
+        words = ANSWER_WORDS[: request.get("max_output_tokens" if responses else "max_tokens") or len(ANSWER_WORDS)]
+        if responses:
+            work = _response_stream(send, words) if request.get("stream") else _json(send, 200, _response(words))
+        else:
+            work = self._stream(send, request, words) if request.get("stream") else self._whole(send, request, words)
         answer = asyncio.ensure_future(work)
         gone = asyncio.ensure_future(_wait_disconnect(receive))
         await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -109,6 +112,28 @@ class StubUpstream:
             usage = {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}
             await _event(send, {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "choices": [], "usage": usage})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _response(words: list[str]) -> dict[str, Any]:
+    """A Responses API response object with the answer as one message item."""
+    item = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": " ".join(words)}]}
+    return {"id": "resp_stub", "object": "response", "model": MODEL, "status": "completed", "output": [item]}
+
+
+async def _response_stream(send: Send, words: list[str]) -> None:
+    """The Responses API's typed events: created, one text delta per word, completed."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    created = {"id": "resp_stub", "object": "response", "status": "in_progress", "output": []}
+    await _typed_event(send, {"type": "response.created", "response": created})
+    for i, word in enumerate(words):
+        await _typed_event(send, {"type": "response.output_text.delta", "delta": (" " if i else "") + word})
+    await _typed_event(send, {"type": "response.completed", "response": _response(words)})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _typed_event(send: Send, payload: dict[str, Any]) -> None:
+    frame = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+    await send({"type": "http.response.body", "body": frame, "more_body": True})
 
 
 def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The logic of ``POST /v1/chat/completions``: validate, fill in defaults, forward, relay.
+"""The logic of ``POST /v1/chat/completions`` (and of ``/v1/responses`` and ``/v1/messages``, the same steps in
+their dialects, see :mod:`proxy.chat.dialect`): validate, fill in defaults, lay out memory, forward, relay.
 
 The body is forwarded as the client sent it (same keys and values; only ``model`` is filled in when missing),
 so fields memproxy does not know (``tools``, ``response_format``, vendor extensions) reach the upstream unchanged.
@@ -7,7 +8,6 @@ so fields memproxy does not know (``tools``, ``response_format``, vendor extensi
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -15,29 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
 
 from adapters.registry import is_foreign_adapter
 from adapters.routing import AdapterRouter, RoutedModel
 from proxy.auth import KeyRecord
+from proxy.chat.dialect import CHAT_COMPLETIONS, Dialect, Transcript
 from proxy.chat.memory import ChatMemory, PreparedChat
 from proxy.chat.memory_controls import read_controls
 from proxy.chat.prefill import ForwardedChat, NextTurnPrefill
-from proxy.chat.protocol import ChatCompletionRequest
-from proxy.chat.streaming import DONE_FRAME, SSEDecoder, StreamTranscript, frame_sse
+from proxy.chat.streaming import SSEDecoder
 from proxy.errors import (
-    InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
     UpstreamUnreachable,
-    invalid_request_from_validation,
 )
 from proxy.identity import IdentityRules, cache_salt, resolve_identity
 from proxy.metrics import Metrics
-from proxy.upstream import CHAT_PATH, UpstreamClient, encode_body, translate_transport_error
+from proxy.upstream import UpstreamClient, encode_body, translate_transport_error
 from proxy.upstream_pool import Replica, UpstreamPool, is_failover_safe
 
 logger = logging.getLogger(__name__)
@@ -60,26 +57,8 @@ class ChatCompletionStream:
     """A streamed answer: SSE bytes to relay as they come, and the transcript filled in as they pass."""
 
     events: AsyncIterator[bytes]
-    transcript: StreamTranscript
+    transcript: Transcript
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
-    """The body as sent (for forwarding) and as validated (for reading). Raises ``InvalidRequestError``."""
-    try:
-        payload = json.loads(raw)
-    except RecursionError:
-        raise InvalidRequestError("The request body is nested too deeply.", code="nested_too_deeply") from None
-    except ValueError as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise InvalidRequestError(f"The request body is not valid JSON{where}.") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    try:
-        request = ChatCompletionRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
-    return payload, request
 
 
 class ChatCompletionsService:
@@ -107,10 +86,10 @@ class ChatCompletionsService:
         self._adapters = adapters
 
     async def create(
-        self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str]
+        self, raw_body: bytes, key: KeyRecord, headers: Mapping[str, str], dialect: Dialect = CHAT_COMPLETIONS
     ) -> ChatCompletion | ChatCompletionStream:
         started = time.perf_counter()
-        payload, request = parse_chat_request(raw_body)
+        payload, request = dialect.parse(raw_body)
         identity = resolve_identity(key, request.user, headers, self._rules)
         controls = read_controls(headers, payload)
         if controls.timestamp is not None and not (key.trusted or key.admin):
@@ -129,43 +108,48 @@ class ChatCompletionsService:
         routed = await self._adapters.model_for(identity.scope, payload["model"]) if self._adapters else None
         if routed is not None:
             payload["model"] = routed.model
-        client_messages = payload["messages"]
-        prepared = await self._memory.prepare(identity, client_messages, controls)
-        self._metrics.prepared(prepared)
-        payload["messages"] = prepared.messages
         if self._salt_secret is not None:
             salt = cache_salt(self._salt_secret, identity)
             # A client's own salt narrows sharing further but can never select another tenant's cache.
             client_salt = payload.get("cache_salt")
             payload["cache_salt"] = f"{salt}:{client_salt}" if isinstance(client_salt, str) and client_salt else salt
+        client_messages = dialect.view(payload)
+        prepared = await self._memory.prepare(identity, client_messages, controls)
+        self._metrics.prepared(prepared)
+        forwarded = dialect.with_memory(payload, client_messages, prepared.messages)
         replicas = self._upstreams.ranked(f"{identity.tenant}\x00{identity.user}")
 
-        exchange = ForwardedChat(identity, client_messages, prepared, payload, replicas[0].client)
-        answered = functools.partial(self._after_answer, exchange)
+        exchange = ForwardedChat(identity, client_messages, prepared, forwarded, replicas[0].client)
+        answered = functools.partial(self._after_answer, exchange, dialect)
 
         if not request.stream:
             response = await self._send_fitted(
-                exchange, routed, replicas, lambda upstream, body: upstream.post_json(CHAT_PATH, body)
+                exchange, payload, routed, replicas, lambda upstream, body: upstream.post_json(dialect.path, body)
             )
             self._metrics.phase("upstream_ttfb", time.perf_counter() - started)
-            await _read_answer(response.content, answered)
+            read = dialect.read_answer(response.content)
+            if read is None:
+                logger.warning("upstream answer has no readable message; not remembered")
+            else:
+                await answered(*read)
             media_type = response.headers.get("content-type", "application/json")
             return ChatCompletion(response.content, media_type, _headers(prepared, routed))
-        transcript = StreamTranscript()
+        transcript = dialect.transcript()
 
         async def open_stream(upstream: UpstreamClient, body: bytes) -> AsyncIterator[bytes]:
-            events = self._relay(upstream, body, transcript, answered, started)
+            events = self._relay(upstream, dialect, body, transcript, answered, started)
             # Run up to the upstream's response headers now: a refused connection or a 4xx becomes a proper HTTP
             # error instead of a 200 stream that carries one.
             await anext(events)
             return events
 
-        events = await self._send_fitted(exchange, routed, replicas, open_stream)
+        events = await self._send_fitted(exchange, payload, routed, replicas, open_stream)
         return ChatCompletionStream(events, transcript, _headers(prepared, routed))
 
     async def _send_fitted(
         self,
         exchange: ForwardedChat,
+        plain: dict[str, Any],
         routed: RoutedModel | None,
         replicas: list[Replica],
         attempt: Callable[[UpstreamClient, bytes], Awaitable[R]],
@@ -173,7 +157,7 @@ class ChatCompletionsService:
         """``_send_routed`` with the prepared chat. If the upstream refuses it as longer than the model's context
         and memory made it longer, it is sent again as the client sent it, with memory degraded
         (``context-overflow``): memory never turns a chat that fits into one that fails. (A prompt that does not
-        fit even so gets the upstream's own error.)"""
+        fit even so gets the upstream's own error.) ``plain``: the body without memory (model and salt set)."""
         payload = exchange.forwarded
         try:
             return await self._send_routed(replicas, routed, payload, attempt)
@@ -182,7 +166,8 @@ class ChatCompletionsService:
                 raise
         self._memory.withdraw(exchange.identity, exchange.prepared, exchange.messages, "context-overflow")
         self._metrics.count_degraded(exchange.prepared)
-        payload["messages"] = exchange.messages
+        payload.clear()
+        payload.update(plain)  # the body without memory
         return await self._send_routed(replicas, routed, payload, attempt)
 
     async def _send_routed(
@@ -218,27 +203,31 @@ class ChatCompletionsService:
                 self._metrics.failover()
         raise AssertionError("unreachable")
 
-    async def _after_answer(self, exchange: ForwardedChat, answer: str, answer_id: str | None) -> None:
+    async def _after_answer(
+        self, exchange: ForwardedChat, dialect: Dialect, answer: str, answer_id: str | None
+    ) -> None:
         """A complete answer, before its last bytes leave: the exchange is queued durably (one small fsync'd
         commit; bounded, see ``ChatMemory.remember_exchange``), then the next turn's anticipated memories are
         prefilled in the background."""
         if exchange.prepared.remember:
             at = exchange.prepared.plan.at
             await self._memory.remember_exchange(exchange.identity, exchange.messages, answer, answer_id, at)
-        self.prefill.after_answer(exchange, answer)
+        if dialect.prefills:
+            self.prefill.after_answer(exchange, answer)
 
     async def _relay(
         self,
         upstream: UpstreamClient,
+        dialect: Dialect,
         body: bytes,
-        transcript: StreamTranscript,
+        transcript: Transcript,
         answered: Callable[[str, str | None], Awaitable[None]],
         started: float,
     ) -> AsyncIterator[bytes]:
         """The upstream's events as they come, except the answer's end: from the first finish reason on, the frames
         (usage, ``[DONE]``) are held until the exchange is queued, so a client never sees a whole answer that a
         crash could still lose. The first token's time does not change."""
-        async with upstream.stream(CHAT_PATH, body) as response:
+        async with upstream.stream(dialect.path, body) as response:
             yield b""  # primed: the upstream accepted the request
             decoder = SSEDecoder()
             first = True
@@ -255,7 +244,7 @@ class ChatCompletionsService:
                         transcript.observe(event.data)
                     # One upstream chunk, one downstream write: the cadence the client sees is the upstream's.
                     raw = events[0].raw if len(events) == 1 else b"".join(event.raw for event in events)
-                    if ending or transcript.finish_reasons or transcript.done:
+                    if ending or transcript.ending:
                         ending.append(raw)
                     else:
                         yield raw
@@ -263,7 +252,7 @@ class ChatCompletionsService:
                     raise UpstreamUnreachable("The upstream model server ended the stream before it was complete.")
                 if transcript.complete:
                     # Only a whole answer is remembered: a client that left mid-stream never gets here.
-                    await answered(transcript.content(0), transcript.completion_id)
+                    await answered(transcript.answer, transcript.answer_id)
                 yield b"".join(ending)
             except httpx.TransportError as exc:
                 error: ProxyError = translate_transport_error(exc, during="stream")
@@ -272,19 +261,7 @@ class ChatCompletionsService:
             else:
                 return
             logger.warning("stream from upstream failed: %s", error.message)
-            yield b"".join(ending) + frame_sse(error.to_body()) + DONE_FRAME
-
-
-async def _read_answer(content: bytes, answered: Callable[[str, str | None], Awaitable[None]]) -> None:
-    try:
-        data = json.loads(content)
-        answer = data["choices"][0]["message"].get("content") or ""
-        answer_id = data.get("id")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        logger.warning("upstream answer has no readable message; not remembered")
-        return
-    if isinstance(answer, str):
-        await answered(answer, answer_id if isinstance(answer_id, str) else None)
+            yield b"".join(ending) + dialect.error_frames(error)
 
 
 def _headers(prepared: PreparedChat, routed: RoutedModel | None) -> dict[str, str]:

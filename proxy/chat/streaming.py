@@ -106,3 +106,16 @@ class StreamTranscript:
     def complete(self) -> bool:
         """The upstream finished normally: ``[DONE]`` seen, no error frame."""
         return self.done and self.upstream_error is None
+
+    @property
+    def ending(self) -> bool:
+        """From the first finish reason on, the answer is whole."""
+        return bool(self.finish_reasons) or self.done
+
+    @property
+    def answer(self) -> str:
+        return self.content(0)
+
+    @property
+    def answer_id(self) -> str | None:
+        return self.completion_id

@@ -30,7 +30,16 @@ from tests.integration.conftest import API_KEY, proxy_url, start_proxy
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 JS_DIR = ROOT / "tests" / "snippets" / "js"
-SNIPPETS = {"openai-python": "python", "openai-js": "js", "langchain": "python", "litellm": "python", "curl": "bash"}
+SNIPPETS = {
+    "openai-python": "python",
+    "openai-js": "js",
+    "langchain": "python",
+    "litellm": "python",
+    "openai-responses": "python",
+    "openai-agents": "python",
+    "anthropic": "python",
+    "curl": "bash",
+}
 README_URL, README_KEY = "http://127.0.0.1:8080", "sk-acme-backend"  # what the curl snippet names
 MARKER = re.compile(r"<!-- snippet: (?P<name>[\w-]+) -->\n```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.DOTALL)
 MEMORY_LINE = re.compile(r"^memory: (ok|off|skipped|degraded)\b", re.MULTILINE)
@@ -133,6 +142,13 @@ def test_langchain_snippet(snippet_proxy: str, tmp_path: Path) -> None:
 def test_litellm_snippet(snippet_proxy: str, tmp_path: Path) -> None:  # slow: importing litellm takes ~5 s
     stdout = run_snippet("litellm", snippet_proxy, tmp_path)
     assert answers(stdout), stdout
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("name", ["openai-responses", "openai-agents", "anthropic"])
+def test_responses_agents_and_anthropic_snippets(name: str, snippet_proxy: str, tmp_path: Path) -> None:
+    stdout = run_snippet(name, snippet_proxy, tmp_path)
+    assert len(answers(stdout)) >= 2, stdout  # two answers each (a stream's may be one line)
 
 
 @pytest.mark.vllm

@@ -36,10 +36,10 @@ def test_overhead_with_memories_recalls_them() -> None:
     report = json.loads(result.stdout)
     memory = report["memory"]
     assert memory["memories"] == 200 and memory["user"] == "bench-user"
-    assert memory["statuses"] == {"ok": 10}  # 5 requests × 2 scenarios on the memory path
+    assert memory["statuses"] == {"ok": 15}  # 5 requests × 3 scenarios (chat whole, streamed; Responses streamed)
     assert memory["recalled"]["min"] > 0
     assert memory["proxy_start_s"] > 0 and memory["write_queue_depth_at_end"] >= 0
-    for scenario in ("nonstream", "stream"):
+    for scenario in ("nonstream", "stream", "responses_stream"):
         assert set(memory["ttfb_added_ms"][scenario]) == {"p50", "p95"}
         for metric in ("ttfb_ms", "total_ms"):
             row = report["scenarios"][scenario][metric]
@@ -52,7 +52,7 @@ def test_overhead_fails_loudly_when_memory_is_degraded() -> None:
         MEMPROXY_RECALL_TIMEOUT_MS="0.001",
     )
     assert result.returncode == 1
-    assert json.loads(result.stdout)["memory"]["statuses"] == {"degraded": 4}
+    assert json.loads(result.stdout)["memory"]["statuses"] == {"degraded": 6}
     assert "without recalled memories" in result.stderr
 
 

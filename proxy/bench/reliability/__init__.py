@@ -109,7 +109,8 @@ def passed(report: dict[str, Any]) -> bool:
     if "fuzz" in report:
         checks.append(report["fuzz"]["server_errors"] == 0 and report["fuzz"]["state_changed_on_reject"] == 0)
     if "load" in report:
-        checks.append(report["load"]["errors"] == 0)
+        rss = report["load"]["rss_mb"]
+        checks.append(report["load"]["errors"] == 0 and rss["end"] <= rss["bound"])
     if "faults" in report:
         checks.append(all(fault["lost"] == 0 for fault in report["faults"].values()))
     if "abuse" in report:
@@ -134,8 +135,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"load    {lo['clients']} streaming clients x {lo['duration_s']:.0f} s, {lo['users']} users x "
                      f"{lo['memories_per_user']} memories: {lo['answered']} answered, {lo['errors']} errors, ttfb "
                      f"p50/p95 {lo['ttfb_ms']['p50']}/{lo['ttfb_ms']['p95']} ms, RSS {lo['rss_mb']['start']} -> "
-                     f"{lo['rss_mb']['end']} MB, queue {lo['queue_depth_at_end']} at the end, drained in "
-                     f"{lo['drain_s']} s")  # fmt: skip
+                     f"{lo['rss_mb']['end']} MB (bound {lo['rss_mb']['bound']}), queue {lo['queue_depth_at_end']} at the "
+                     f"end, drained in {lo['drain_s']} s")  # fmt: skip
     if "faults" in report:
         for name, fault in report["faults"].items():
             killed = f" ({fault['runs']} runs, {fault['killed_inside']} killed inside)" if "runs" in fault else ""
