@@ -9,6 +9,8 @@ from memory.browsing import InvalidCursor, InvalidExport, MemoryGraph
 from memory.config import MemoryConfig, SchedulerConfig
 from memory.engine import MemoryEngine
 from memory.graph.base import UNCHANGED, GraphStoreError, NotFound, StoreUnavailable
+from memory.graph.export_format import EARLIEST_S as EXPORT_EARLIEST_S
+from memory.graph.export_format import LATEST_S as EXPORT_LATEST_S
 from memory.graph.export_format import export_memory
 from memory.metadata_keys import RESERVED_METADATA, is_core, is_pinned, reserved_keys, user_metadata
 from memory.models import Entity, GraphHit, Memory, MemoryKind, Page, RelationType, Relationship, Scope
@@ -25,6 +27,8 @@ __all__ = [
     "PRESETS",
     "RESERVED_METADATA",
     "UNCHANGED",
+    "EXPORT_EARLIEST_S",
+    "EXPORT_LATEST_S",
     "EmbedderChanged",
     "Entity",
     "GraphHit",

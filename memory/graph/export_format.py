@@ -120,9 +120,19 @@ def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
+EARLIEST_S, LATEST_S = -62135596800.0, 253402300799.0
+"""The times an export can hold: 0001-01-01 to 9999-12-31 (UTC), what ISO 8601 (and Python's datetime) can write."""
+
+
 def _seconds(value: str | float | None) -> float | None:
-    if value is None or isinstance(value, int | float):
-        return value if value is None else float(value)
+    """UNIX seconds from seconds or ISO 8601; ValueError for a time no export could write back."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if not EARLIEST_S <= seconds <= LATEST_S:  # NaN fails this too
+            raise ValueError(f"time {value!r} is out of range (years 1 to 9999)")
+        return seconds
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

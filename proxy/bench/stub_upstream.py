@@ -1,7 +1,8 @@
 """A fast local OpenAI-compatible upstream, for isolating the proxy's own cost in benchmarks and for exercising
 connection-level behaviour (client disconnects) over real sockets in tests.
 
-It is not a model: it answers ``/v1/chat/completions`` (and ``/v1/responses``, in that API's shapes) with a fixed text, streamed as one SSE chunk per word, with
+It is not a model: it answers ``/v1/chat/completions`` (and ``/v1/responses``, ``/v1/messages``, in those APIs'
+shapes) with a fixed text, streamed as one SSE chunk per word, with
 an optional delay per chunk; ``/v1/models`` lists one model; ``/stats`` counts finished and abandoned requests.
 
     python -m proxy.bench.stub_upstream --port 9001 [--chunk-delay-ms 0] [--answer-delay-ms 0] [--die-after-words N]
@@ -42,12 +43,12 @@ class StubUpstream:
             await _json(send, 200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
         elif method == "GET" and path == "/stats":
             await _json(send, 200, self.stats)
-        elif method == "POST" and path in ("/v1/chat/completions", "/v1/responses"):
-            await self._chat(receive, send, responses=path == "/v1/responses")
+        elif method == "POST" and path in ("/v1/chat/completions", "/v1/responses", "/v1/messages"):
+            await self._chat(receive, send, api=path.rsplit("/", 1)[-1])
         else:
             await _json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
-    async def _chat(self, receive: Receive, send: Send, *, responses: bool = False) -> None:
+    async def _chat(self, receive: Receive, send: Send, *, api: str = "completions") -> None:
         body = b""
         while True:
             message = await receive()
@@ -55,9 +56,12 @@ class StubUpstream:
             if not message.get("more_body"):
                 break
         request = json.loads(body)
-        words = ANSWER_WORDS[: request.get("max_output_tokens" if responses else "max_tokens") or len(ANSWER_WORDS)]
-        if responses:
+        limit = request.get("max_output_tokens" if api == "responses" else "max_tokens")
+        words = ANSWER_WORDS[: limit if isinstance(limit, int) and limit > 0 else len(ANSWER_WORDS)]
+        if api == "responses":
             work = _response_stream(send, words) if request.get("stream") else _json(send, 200, _response(words))
+        elif api == "messages":
+            work = _message_stream(send, words) if request.get("stream") else _json(send, 200, _message(words))
         else:
             work = self._stream(send, request, words) if request.get("stream") else self._whole(send, request, words)
         answer = asyncio.ensure_future(work)
@@ -134,6 +138,24 @@ async def _response_stream(send: Send, words: list[str]) -> None:
 async def _typed_event(send: Send, payload: dict[str, Any]) -> None:
     frame = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
     await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+
+def _message(words: list[str]) -> dict[str, Any]:
+    """An Anthropic Messages API message with the answer as one text block."""
+    return {"id": "msg_stub", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": " ".join(words)}]}  # fmt: skip
+
+
+async def _message_stream(send: Send, words: list[str]) -> None:
+    """The Messages API's events: message_start, one text delta per word, message_delta (the stop), message_stop."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await _typed_event(send, {"type": "message_start", "message": {**_message([]), "content": []}})
+    for i, word in enumerate(words):
+        delta = {"type": "text_delta", "text": (" " if i else "") + word}
+        await _typed_event(send, {"type": "content_block_delta", "index": 0, "delta": delta})
+    await _typed_event(send, {"type": "message_delta", "delta": {"stop_reason": "end_turn"}})
+    await _typed_event(send, {"type": "message_stop"})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:

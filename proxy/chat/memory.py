@@ -305,8 +305,8 @@ class ChatMemory:
         until then, so a client that saw a whole answer can count on it being remembered, even across kill -9. The
         wait is bounded by ``queue_timeout_ms``: past it the write goes on in the background (``late_writes``) and
         the answer goes. A failed queue write is logged and counted, never raised. ``at``: when it happened
-        (None: now)."""
-        if not self._memory.enabled or not answer.strip():
+        (None: now). An answer to no message (a Responses call with only ``previous_response_id``) is not one."""
+        if not self._memory.enabled or not answer.strip() or not messages:
             return
         work = self._queue_exchange(identity, messages, answer, answer_id, at)
         task = asyncio.get_running_loop().create_task(work)

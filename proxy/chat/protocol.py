@@ -4,9 +4,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integers include 1.0 (and OpenAI's and vLLM's servers take it): read it as 1; 1.5 stays wrong."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
+"""A whole number as JSON Schema means it: ``1`` or ``1.0``, never ``"1"``, ``true`` or ``1.5``."""
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -35,5 +44,5 @@ class ChatCompletionRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: StrictStr | None = Field(None, description="End-user id (used for memory scoping in later stages).")
-    max_tokens: int | None = Field(None, ge=0, strict=True)
-    max_completion_tokens: int | None = Field(None, ge=0, strict=True)
+    max_tokens: Count | None = Field(None, ge=0)
+    max_completion_tokens: Count | None = Field(None, ge=0)

@@ -110,9 +110,11 @@ async def create_memory(
 async def delete_user_memories(
     request: Request,
     scope: MemoryScope = InScope,
-    confirm: bool = Query(False, description="Must be true; a bare DELETE deletes nothing."),
+    confirm: bool | None = Query(
+        None, description="Must be true; a bare DELETE deletes nothing.", json_schema_extra={"enum": [True]}
+    ),
 ) -> Any:
-    return await service(request).delete_user(scope, confirm=confirm)
+    return await service(request).delete_user(scope, confirm=confirm is True)
 
 
 @router.post("/search", summary="Semantic search (recall) over a user's memories", response_model=p.SearchResults)

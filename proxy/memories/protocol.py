@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema, field_validator
 
+from memory import EXPORT_EARLIEST_S, EXPORT_LATEST_S
 from proxy.identity import ID_SCHEMA
 
 Kind = Literal["fact", "episode", "preference", "profile"]
@@ -203,14 +204,47 @@ class UpdateMemoryRequest(StrictBody):
     metadata: dict[str, Any] | None = Field(None, description="A JSON merge patch (RFC 7396): null removes a key.")
 
 
+_TIME = {"anyOf": [{"type": "number", "minimum": EXPORT_EARLIEST_S, "maximum": EXPORT_LATEST_S},
+                   {"type": "string", "format": "date-time"}]}  # fmt: skip
+_TIME_OR_NULL = {"anyOf": [*_TIME["anyOf"], {"type": "null"}]}
+_TEXT = {"type": "string", "minLength": 1} | NOT_BLANK
+EXPORTED_MEMORY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "text", "created_at"],
+    "properties": {
+        "id": _TEXT, "text": _TEXT, "created_at": _TIME, "kind": {"enum": list(Kind.__args__)},  # type: ignore[attr-defined]
+        "importance": {"type": "number", "minimum": 0, "maximum": 1},
+        "event_time": _TIME_OR_NULL, "last_used_at": _TIME_OR_NULL, "expires_at": _TIME_OR_NULL,
+        "use_count": {"type": "integer", "minimum": 0},
+        "source_ids": {"type": "array", "items": {"type": "string"}},
+        "superseded_by": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "entities": {"type": "array", "items": {"type": "string"}}, "metadata": {"type": "object"},
+    },
+}  # fmt: skip
+"""What the import reads of a memory (:func:`memory.graph.export_format.import_memory`), for the document."""
+EXPORTED_ENTITY: dict[str, Any] = {
+    "type": "object", "required": ["name"],
+    "properties": {"name": _TEXT, "type": {"type": "string"}, "display_name": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+}  # fmt: skip
+EXPORTED_RELATIONSHIP: dict[str, Any] = {
+    "type": "object", "required": ["source_id", "target_id", "type"],
+    "properties": {"source_id": _TEXT, "target_id": _TEXT, "type": {"type": "string", "minLength": 1},
+                   "strength": {"type": "number"}},
+    "description": "Both ends must be memories of the same export.",
+}  # fmt: skip
+
+
 class ImportRequest(StrictBody):
     """The JSON of ``GET /v1/memories/export`` (the export format of every store). The user it goes to is named
-    by ``?user=``: an export holds no scope."""
+    by ``?user=``: an export holds no scope. Each item is read as the export writes it (documented here; checked,
+    every item before anything is written, by the import itself)."""
 
     object: Literal["memory.export"] | None = None
-    memories: list[dict[str, Any]]
-    entities: list[dict[str, Any]] = Field(default_factory=list)
-    relationships: list[dict[str, Any]] = Field(default_factory=list)
+    memories: list[Annotated[dict[str, Any], WithJsonSchema(EXPORTED_MEMORY)]]
+    entities: list[Annotated[dict[str, Any], WithJsonSchema(EXPORTED_ENTITY)]] = Field(default_factory=list)
+    relationships: list[Annotated[dict[str, Any], WithJsonSchema(EXPORTED_RELATIONSHIP)]] = Field(
+        default_factory=list
+    )
 
 
 class MemoryExport(BaseModel):

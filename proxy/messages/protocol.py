@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from proxy.chat.protocol import Count
+
 
 class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -31,6 +33,6 @@ class MessagesRequest(BaseModel):
     system: StrictStr | list[dict[str, Any]] | None = Field(
         None, description="The system prompt; memory's core block joins it."
     )
-    max_tokens: int = Field(..., ge=1, strict=True)
+    max_tokens: Count = Field(..., ge=1)
     stream: StrictBool = False
     metadata: Metadata | None = None

@@ -74,6 +74,7 @@ async def _run(tmp: Path, per_operation: int) -> dict[str, Any]:
     counts = {"requests": 0, "server_errors": 0, "state_changed_on_reject": 0, "valid_requests": 0,
               "valid_accepted": 0, "valid_refused_400": 0}  # fmt: skip
     failures: list[str] = []
+    refused: dict[str, dict[str, Any]] = {}
     try:
         await engine.remember("I keep bees on the roof.", "alice", tenant="acme")
         cases = draw_cases(app.openapi(), per_operation)
@@ -81,7 +82,7 @@ async def _run(tmp: Path, per_operation: int) -> dict[str, Any]:
             before = await _state(engine, USERS)
             for index, (case, valid) in enumerate(cases):
                 key = ["fuzz-alice", "fuzz-admin", *HOSTILE][index % (2 + len(HOSTILE))]
-                status = await _send(client, case, key)
+                status, said = await _send(client, case, key)
                 counts["requests"] += 1
                 if status >= 500:
                     counts["server_errors"] += 1
@@ -90,6 +91,9 @@ async def _run(tmp: Path, per_operation: int) -> dict[str, Any]:
                     counts["valid_requests"] += 1
                     counts["valid_accepted"] += status < 300
                     counts["valid_refused_400"] += status == 400
+                    if status == 400:  # what the document allows and the API refuses: count, and one reason
+                        name = f"{case.method} {case.path}"
+                        refused.setdefault(name, {"count": 0, "example": said})["count"] += 1
                 if 200 <= status < 300:
                     await app.state.chat_service.prefill.runner.drain()
                     await app.state.chat_memory.drain()
@@ -106,17 +110,19 @@ async def _run(tmp: Path, per_operation: int) -> dict[str, Any]:
         await upstream.aclose()
         await engine.close()
     valid = counts.pop("valid_requests")
-    accepted, refused = counts.pop("valid_accepted"), counts.pop("valid_refused_400")
+    accepted, refused_400 = counts.pop("valid_accepted"), counts.pop("valid_refused_400")
     return counts | {
         "operations": len({(c.method, c.path) for c, _ in cases}),
         "schema_valid_requests": valid,
         "schema_valid_accepted": round(accepted / valid, 3) if valid else None,
-        "schema_valid_refused_400": round(refused / valid, 3) if valid else None,
+        "schema_valid_refused_400": round(refused_400 / valid, 3) if valid else None,
+        "schema_valid_refused_400_by_operation": dict(sorted(refused.items(), key=lambda item: -item[1]["count"])),
         "failures": failures[:20],
     }
 
 
-async def _send(client: httpx.AsyncClient, case: Any, key: str | None) -> int:
+async def _send(client: httpx.AsyncClient, case: Any, key: str | None) -> tuple[int, str]:
+    """The status, and the error's message if there is one."""
     headers = {k: str(v) for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
     if key is not None:
         headers["authorization"] = key if " " in key else f"Bearer {key}"
@@ -133,8 +139,12 @@ async def _send(client: httpx.AsyncClient, case: Any, key: str | None) -> int:
             case.method, case.formatted_path, params=case.query or None, headers=headers, content=content
         )
     except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeEncodeError, ValueError):
-        return 400  # not sendable as HTTP at all (the client library refuses it): nothing reached the proxy
-    return response.status_code
+        return 400, "not sendable as HTTP"  # the client library refuses it: nothing reached the proxy
+    try:
+        error = response.json().get("error") if response.status_code >= 400 else None
+    except ValueError:
+        error = None
+    return response.status_code, str(error.get("message", ""))[:160] if isinstance(error, dict) else ""
 
 
 async def settled_state(engine: MemoryEngine, users: list[tuple[str, str]]) -> tuple[int, int, str]:
