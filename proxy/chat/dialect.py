@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, StreamTranscript, frame_sse
@@ -97,6 +97,51 @@ def load_json_object(raw: bytes) -> dict[str, Any]:
     return payload
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(raw: bytes, model: type[M]) -> tuple[dict[str, Any], M]:
+    """The body as sent and as ``model`` reads it. Raises ``InvalidRequestError``."""
+    payload = load_json_object(raw)
+    try:
+        return payload, model.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
+
+
+def json_object(data: str | bytes | None) -> dict[str, Any] | None:
+    """A body, or a stream event's ``data``, as a JSON object; None for anything else (a keep-alive, ``[DONE]``)."""
+    if data is None:
+        return None
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+class EventTranscript:
+    """What the typed-event streams (Responses, Messages) share: the answer's id and text, and the last event that
+    ended the stream (None while it runs)."""
+
+    def __init__(self) -> None:
+        self._texts: list[str] = []
+        self._id: str | None = None
+        self._last: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._last is not None
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._texts)
+
+    @property
+    def answer_id(self) -> str | None:
+        return self._id
+
+
 def changed_entries(view: list[Message], laid_out: list[Message]) -> tuple[Message | None, list[tuple[int, Message]]]:
     """How ``laid_out`` differs from ``view``: a system message memory inserted in first place (or None), and the
     entries it changed, by their index in ``view``."""
@@ -111,11 +156,7 @@ class ChatCompletionsDialect:
     prefills = True
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], RequestFields]:
-        payload = load_json_object(raw)
-        try:
-            request = ChatCompletionRequest.model_validate(payload)
-        except ValidationError as exc:
-            raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
+        payload, request = validated(raw, ChatCompletionRequest)
         return payload, RequestFields(request.model, request.stream, request.user)
 
     def view(self, payload: dict[str, Any]) -> list[Message]:

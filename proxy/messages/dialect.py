@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
-
-from proxy.chat.dialect import Message, RequestFields, changed_entries, load_json_object
-from proxy.errors import ProxyError, anthropic_error_body, invalid_request_from_validation
+from proxy.chat.dialect import EventTranscript, Message, RequestFields, changed_entries, json_object, validated
+from proxy.errors import ProxyError, anthropic_error_body
 from proxy.messages.protocol import MessagesRequest
 
 
@@ -28,11 +26,7 @@ class MessagesDialect:
     prefills = False
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], RequestFields]:
-        payload = load_json_object(raw)
-        try:
-            request = MessagesRequest.model_validate(payload)
-        except ValidationError as exc:
-            raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
+        payload, request = validated(raw, MessagesRequest)
         user = request.metadata.user_id if request.metadata is not None else None
         return payload, RequestFields(request.model, request.stream, user)
 
@@ -65,11 +59,8 @@ class MessagesDialect:
         return result
 
     def read_answer(self, content: bytes) -> tuple[str, str | None] | None:
-        try:
-            data = json.loads(content)
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or data.get("type") != "message" or not isinstance(data.get("content"), list):
+        data = json_object(content)
+        if data is None or data.get("type") != "message" or not isinstance(data.get("content"), list):
             return None
         answer = "".join(
             block["text"] for block in data["content"]
@@ -84,21 +75,14 @@ class MessagesDialect:
         return b"event: error\ndata: " + json.dumps(anthropic_error_body(error), ensure_ascii=False).encode() + b"\n\n"
 
 
-class MessagesTranscript:
+class MessagesTranscript(EventTranscript):
     def __init__(self) -> None:
-        self._texts: list[str] = []
-        self._id: str | None = None
+        super().__init__()
         self._stopped = False
-        self._last: str | None = None
 
     def observe(self, data: str | None) -> None:
-        if data is None:
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            return
-        if not isinstance(event, dict):
+        event = json_object(data)
+        if event is None:
             return
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
@@ -116,20 +100,8 @@ class MessagesTranscript:
         return self._stopped or self._last is not None
 
     @property
-    def done(self) -> bool:
-        return self._last is not None
-
-    @property
     def complete(self) -> bool:
         return self._last == "message_stop"
-
-    @property
-    def answer(self) -> str:
-        return "".join(self._texts)
-
-    @property
-    def answer_id(self) -> str | None:
-        return self._id
 
 
 MESSAGES = MessagesDialect()

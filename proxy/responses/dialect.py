@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
-
-from proxy.chat.dialect import Message, RequestFields, changed_entries, load_json_object
-from proxy.errors import ProxyError, invalid_request_from_validation
+from proxy.chat.dialect import EventTranscript, Message, RequestFields, changed_entries, json_object, validated
+from proxy.errors import ProxyError
 from proxy.responses.protocol import ResponsesRequest
 
 MESSAGE_ROLES = ("system", "developer", "user", "assistant")
@@ -35,11 +33,7 @@ class ResponsesDialect:
     prefills = False
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], RequestFields]:
-        payload = load_json_object(raw)
-        try:
-            request = ResponsesRequest.model_validate(payload)
-        except ValidationError as exc:
-            raise invalid_request_from_validation(exc.errors(include_url=False, include_input=False), payload) from None
+        payload, request = validated(raw, ResponsesRequest)
         return payload, RequestFields(request.model, request.stream, request.user or request.safety_identifier)
 
     def view(self, payload: dict[str, Any]) -> list[Message]:
@@ -74,11 +68,8 @@ class ResponsesDialect:
         return result
 
     def read_answer(self, content: bytes) -> tuple[str, str | None] | None:
-        try:
-            data = json.loads(content)
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or data.get("status") not in (None, *ANSWERED):
+        data = json_object(content)
+        if data is None or data.get("status") not in (None, *ANSWERED):
             return None
         answer = output_text(data.get("output"))
         return (answer, data.get("id") if isinstance(data.get("id"), str) else None) if answer is not None else None
@@ -91,28 +82,21 @@ class ResponsesDialect:
         return b"event: error\ndata: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
 
 
-class ResponsesTranscript:
+class ResponsesTranscript(EventTranscript):
     def __init__(self) -> None:
-        self._deltas: list[str] = []
+        super().__init__()
         self._final: str | None = None
-        self._id: str | None = None
-        self._last: str | None = None
 
     def observe(self, data: str | None) -> None:
-        if data is None:
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            return
-        if not isinstance(event, dict):
+        event = json_object(data)
+        if event is None:
             return
         kind = event.get("type")
         response = event.get("response")
         if isinstance(response, dict) and isinstance(response.get("id"), str):
             self._id = response["id"]
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
-            self._deltas.append(event["delta"])
+            self._texts.append(event["delta"])
         if kind in ("response.completed", "response.incomplete") and isinstance(response, dict):
             self._final = output_text(response.get("output"))
         if kind in TERMINAL:
@@ -123,20 +107,12 @@ class ResponsesTranscript:
         return self._last is not None
 
     @property
-    def done(self) -> bool:
-        return self._last is not None
-
-    @property
     def complete(self) -> bool:
         return self._last in ("response.completed", "response.incomplete")
 
     @property
     def answer(self) -> str:
-        return self._final if self._final is not None else "".join(self._deltas)
-
-    @property
-    def answer_id(self) -> str | None:
-        return self._id
+        return self._final if self._final is not None else super().answer
 
 
 def output_text(output: Any) -> str | None:
