@@ -82,7 +82,7 @@ def import_memory(scope: Scope, item: dict[str, Any]) -> Memory:
             created_at=_seconds(item["created_at"]),
             event_time=_seconds(item.get("event_time")),
             last_used_at=_seconds(item.get("last_used_at")),
-            use_count=int(item.get("use_count", 0)),
+            use_count=_count(item.get("use_count", 0)),
             expires_at=_seconds(item.get("expires_at")),
             source_ids=tuple(str(source) for source in item.get("source_ids", ())),
             superseded_by=item.get("superseded_by"),
@@ -118,6 +118,17 @@ def edge_type(name: str) -> RelationType:
 
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+MAX_COUNT = 2**63 - 1
+"""The largest count a store keeps (SQLite's INTEGER, Neo4j's Long)."""
+
+
+def _count(value: Any) -> int:
+    count = int(value)
+    if not 0 <= count <= MAX_COUNT:
+        raise ValueError(f"count {value!r} is out of range (0 to 2**63 - 1)")
+    return count
 
 
 EARLIEST_S, LATEST_S = -62135596800.0, 253402300799.0

@@ -215,7 +215,7 @@ EXPORTED_MEMORY: dict[str, Any] = {
         "id": _TEXT, "text": _TEXT, "created_at": _TIME, "kind": {"enum": list(Kind.__args__)},  # type: ignore[attr-defined]
         "importance": {"type": "number", "minimum": 0, "maximum": 1},
         "event_time": _TIME_OR_NULL, "last_used_at": _TIME_OR_NULL, "expires_at": _TIME_OR_NULL,
-        "use_count": {"type": "integer", "minimum": 0},
+        "use_count": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "source_ids": {"type": "array", "items": {"type": "string"}},
         "superseded_by": {"anyOf": [{"type": "string"}, {"type": "null"}]},
         "entities": {"type": "array", "items": {"type": "string"}}, "metadata": {"type": "object"},

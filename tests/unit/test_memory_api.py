@@ -246,6 +246,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("POST", "/v1/memories/import", {"json": {"memories": [{"id": "m1", "text": "x", "created_at": "soon"}]}}, None),
     # A time no export can write back (the fuzz found it: stored, it made every later export of the user a 500).
     ("POST", "/v1/memories/import", {"json": {"memories": [{"id": "m1", "text": "x", "created_at": -6.4e16}]}}, None),
+    ("POST", "/v1/memories/import", {"json": {"memories": [{"id": "m", "text": "x", "created_at": 0, "use_count": 2**64}]}},
+     None),  # fmt: skip
     (
         "POST",
         "/v1/memories/import",
