@@ -6,7 +6,7 @@ STAMP := $(VENV)/.memproxy-installed
 VLLM := deploy/local/vllm-cpu.sh
 PYTEST_ARGS ?=
 
-.PHONY: install vllm run test test-unit test-memory test-integration test-deploy test-browser test-reliability test-e2e openwebui browser-deps bench vllm-start vllm-stop clean
+.PHONY: install vllm run test test-unit test-memory test-integration test-deploy test-browser test-reliability test-e2e openwebui browser-deps fault-deps bench vllm-start vllm-stop clean
 
 ## install: the proxy and its test tools into .venv (idempotent; redone when pyproject.toml changes)
 $(STAMP): pyproject.toml
@@ -33,6 +33,10 @@ SUDO := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo))
 browser-deps:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 
+## fault-deps: Debian's libfaketime, for the reliability bench's clock jumping backwards (idempotent)
+fault-deps:
+	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends libfaketime)
+
 ## vllm: vLLM's CPU build in its own venv + SmolLM2 converted to a HF folder, in the cache dir (idempotent)
 vllm:
 	@$(VLLM) model >/dev/null
@@ -42,7 +46,7 @@ run: install
 	@deploy/local/run.sh
 
 ## test: every tier: unit, memory, browser (headless Chromium), then the integration tier against the real vLLM CPU server
-test: install vllm $(CYPHER_CHECK) $(DEPLOY_CHECK) browser-deps
+test: install vllm $(CYPHER_CHECK) $(DEPLOY_CHECK) browser-deps fault-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -58,7 +62,7 @@ test-integration: install vllm
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## test-reliability: kill -9 of a real proxy process just after answers, then a restart
-test-reliability: install
+test-reliability: install fault-deps
 	$(VENV)/bin/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 test-browser: install browser-deps

@@ -8,6 +8,8 @@ two runs.
 - ``index_deleted`` / ``index_corrupted``: the vector index folder is removed, or each of its files overwritten
   with junk, while the proxy is down; after the restart recall must still find the user's memories;
 - ``store_locked`` / ``store_raises`` / ``store_read_only`` / ``disk_full``: see :mod:`.store_faults`;
+- ``clock_backwards``: a proxy two hours ahead queues a write and dies; the real clock must not hold it, see
+  :mod:`.clock_fault`;
 - ``killed_during_import`` / ``_delete_user`` / ``_index_save`` / ``_adapter_publish``: kill -9 inside the
   operation, see :mod:`.crash_ops` (no chat involved: ``"chat": "none"``; ``lost`` counts whatever was broken).
 
@@ -27,7 +29,7 @@ import httpx
 from memory import MemoryConfig, MemoryEngine
 from proxy.app import create_app
 from proxy.bench.processes import ServerProcess, free_port, python_module
-from proxy.bench.reliability import crash_ops, store_faults
+from proxy.bench.reliability import clock_fault, crash_ops, store_faults
 from proxy.bench.reliability.store_faults import engine_with_facts, lost_facts
 from proxy.settings import Settings
 
@@ -38,6 +40,7 @@ def run(seeds: int = 2) -> dict[str, dict[str, Any]]:
     """Every fault once; the kills inside long operations ``seeds`` times each."""
     with tempfile.TemporaryDirectory(prefix="memproxy-faults-") as tmp:
         results = asyncio.run(_run(Path(tmp)))
+        results["clock_backwards"] = clock_fault.clock_backwards(Path(tmp))
         for op, totals in crash_ops.run(Path(tmp) / "killed", seeds).items():
             results[f"killed_during_{op}"] = {"chat": "none", "lost": totals["broken"]} | totals
         return results
