@@ -35,7 +35,7 @@ class RecordingStub(StubUpstream):
 
     last: dict[str, Any] | None = None
 
-    async def _chat(self, receive: Any, send: Any) -> None:
+    async def _chat(self, receive: Any, send: Any, *, api: str = "completions") -> None:
         given = False
 
         async def replay() -> Any:
@@ -52,7 +52,7 @@ class RecordingStub(StubUpstream):
             body += message.get("body", b"")
         self.last = json.loads(body)
         message = {"type": "http.request", "body": body, "more_body": False}
-        await super()._chat(replay, send)
+        await super()._chat(replay, send, api=api)
 
 
 def run() -> dict[str, dict[str, Any]]:
