@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema, field_validator
 
 from memory import EXPORT_EARLIEST_S, EXPORT_LATEST_S
+from proxy.chat.protocol import Count
 from proxy.identity import ID_SCHEMA
 
 Kind = Literal["fact", "episode", "preference", "profile"]
@@ -174,7 +175,7 @@ class CreateMemoryRequest(StrictBody):
 class SearchRequest(StrictBody):
     query: StrictStr = Field(..., min_length=1, max_length=MAX_CONTENT_CHARS, json_schema_extra=NOT_BLANK)
     user: StrictStr | None = Field(None, json_schema_extra=ID_SCHEMA)
-    top_k: int = Field(10, ge=1, le=TOP_K_MAX)
+    top_k: Count = Field(10, ge=1, le=TOP_K_MAX)
     preset: Literal["balanced", "precise", "broad", "fast"] | None = None
 
 
