@@ -119,7 +119,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         state = {"received": 0, "refused": False, "started": False}
 
@@ -131,7 +131,7 @@ class BodyLimitMiddleware:
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > self.max_bytes and not state["started"]:
                     state["refused"] = True
-                    await self._refuse(send)
+                    await self._refuse(send, scope["path"])
                     return {"type": "http.disconnect"}
             return message
 
@@ -148,8 +148,9 @@ class BodyLimitMiddleware:
                 raise
             # The app, told the client left mid-body, gave up on it (Starlette's ClientDisconnect): answered already.
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Any, path: str) -> None:
+        """The 413, in the shape of the API at ``path`` (Anthropic's under ``/v1/messages``)."""
         error = PayloadTooLargeError(f"The request body is over {self.max_bytes / 2**20:g} MiB (MEMPROXY_MAX_BODY_MB).")
         await send({"type": "http.response.start", "status": error.status_code,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": error_json(error)})
+        await send({"type": "http.response.body", "body": error_json(error, path)})

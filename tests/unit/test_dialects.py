@@ -151,3 +151,15 @@ def test_the_core_block_becomes_the_instructions_or_system_the_client_did_not_se
     assert RESPONSES.with_memory(body, RESPONSES.view(body), [core, *RESPONSES.view(body)])["instructions"] == "<core>"
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     assert MESSAGES.with_memory(body, MESSAGES.view(body), [core, *MESSAGES.view(body)])["system"] == "<core>"
+
+
+async def test_a_body_over_the_limit_is_refused_in_each_apis_shape(proxy, upstream) -> None:
+    client = proxy(max_body_mb=0.001)  # about 1 KB
+    big = {"max_tokens": 8, "messages": [{"role": "user", "content": "x" * 4096}]}
+    anthropic_shaped = await client.post("/v1/messages", headers={"x-api-key": KEY}, json=big)
+    assert anthropic_shaped.status_code == 413
+    assert anthropic_shaped.json() == {"type": "error", "error": {"type": "request_too_large",
+                                                                  "message": anthropic_shaped.json()["error"]["message"]}}  # fmt: skip
+    openai_shaped = await client.post("/v1/responses", headers=auth(KEY), json={"input": "x" * 4096})
+    assert openai_shaped.status_code == 413 and openai_shaped.json()["error"]["type"] == "invalid_request_error"
+    assert upstream.requests == []
