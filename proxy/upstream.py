@@ -49,8 +49,18 @@ def build_http_client(settings: UpstreamSettings) -> httpx.AsyncClient:
         write=settings.write_timeout_s,
         pool=settings.pool_timeout_s,
     )
-    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+    )
     return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+
+KEEPALIVE_EXPIRY_S = 4.0
+"""An idle upstream connection is dropped after this, before the upstream closes it: uvicorn (vLLM's server)
+closes one idle for 5 s, httpx would keep it 5 s too, and a request sent on a connection the server is closing
+at that instant fails as "server disconnected" without an answer (a 502 for the chat)."""
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:

@@ -280,3 +280,15 @@ def _receive(body: bytes) -> Any:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+def test_idle_upstream_connections_are_dropped_before_uvicorn_drops_them() -> None:
+    """uvicorn, which serves vLLM and the stub, closes a connection idle for 5 s (its default ``timeout_keep_alive``);
+    a pooled connection kept as long races that close."""
+    import inspect
+
+    import uvicorn
+
+    from proxy.upstream import KEEPALIVE_EXPIRY_S
+
+    assert KEEPALIVE_EXPIRY_S < inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default

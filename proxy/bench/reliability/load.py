@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def run(upstream_url: str, work_dir: Path, *, clients: int, duration_s: float, u
         depth, drain_s = _drain(proxy)
     return {
         "clients": clients, "duration_s": duration_s, "users": users, "memories_per_user": memories_per_user,
-        "answered": answered, "errors": errors, "ttfb_ms": percentiles(ttfb) if ttfb else None,
+        "answered": answered, "errors": sum(errors.values()), "errors_by_kind": dict(errors),
+        "ttfb_ms": percentiles(ttfb) if ttfb else None,
         "rss_mb": {"start": start_rss, "end": end_rss, "bound": round(start_rss + RSS_GROWTH_BOUND_MB, 1)},
         "queue_depth_at_end": depth, "drain_s": drain_s,
     }  # fmt: skip
@@ -61,14 +63,17 @@ async def _warm(url: str, users: list[str]) -> None:
             (await client.post(f"{url}/chat/completions", json=body)).raise_for_status()
 
 
-async def _drive(url: str, users: list[str], clients: int, duration_s: float) -> tuple[list[float], int, int]:
+async def _drive(url: str, users: list[str], clients: int, duration_s: float) -> tuple[list[float], Counter[str], int]:
+    """Time to first byte of each answered chat, the errors by kind (an HTTP status, a transport error's type, a
+    stream cut short), and the chats answered."""
     ttfb: list[float] = []
-    errors = answered = 0
+    errors: Counter[str] = Counter()
+    answered = 0
     deadline = time.monotonic() + duration_s
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors, answered
+        nonlocal answered
         rng = random.Random(index)
         while time.monotonic() < deadline:
             body = {"model": "stub-model", "user": rng.choice(users), "stream": True,
@@ -79,17 +84,18 @@ async def _drive(url: str, users: list[str], clients: int, duration_s: float) ->
             try:
                 async with http.stream("POST", f"{url}/chat/completions", json=body) as response:
                     if response.status_code != 200:
-                        errors += 1
+                        said = (await response.aread())[:200].decode(errors="replace")
+                        errors[f"http {response.status_code}: {said}"] += 1
                         continue
                     async for line in response.aiter_lines():
                         if first is None and line.startswith("data:"):
                             first = time.perf_counter() - began
                         done = done or line.strip() == "data: [DONE]"
-            except httpx.HTTPError:
-                errors += 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
                 continue
             if not done or first is None:
-                errors += 1
+                errors["stream without [DONE]" if first is not None else "stream without data"] += 1
                 continue
             answered += 1
             ttfb.append(first * 1000)
