@@ -244,10 +244,6 @@ class AdapterJobs:
     def jobs(self) -> list[TrainingJob]:
         return list(self._jobs.values())
 
-    async def recover(self) -> int:
-        """Mark rows left ``training`` by a crashed process as failed (see :func:`recover_interrupted`)."""
-        return await recover_interrupted(self.registry, self.config.adapters_dir)
-
     async def _run(self, job: TrainingJob, config: AdaptersConfig) -> AdapterVersion:
         loop = asyncio.get_running_loop()
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from proxy.chat.protocol import ChatCompletionRequest
 from proxy.chat.streaming import DONE_FRAME, StreamTranscript, frame_sse
 from proxy.errors import InvalidRequestError, ProxyError, invalid_request_from_validation
+from proxy.upstream import CHAT_PATH
 
 Message = dict[str, Any]
 
@@ -152,7 +153,7 @@ def changed_entries(view: list[Message], laid_out: list[Message]) -> tuple[Messa
 
 class ChatCompletionsDialect:
     name = "chat.completions"
-    path = "/chat/completions"
+    path = CHAT_PATH
     prefills = True
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], RequestFields]:

@@ -100,7 +100,7 @@ async def test_recover_fails_interrupted_runs(config) -> None:
     version = await registry.begin_version(ALICE, "base", config.adapters_dir)  # a process died while training
     (config.adapters_dir / f".{version.versioned_name}.1234.tmp").mkdir(parents=True)
     (config.adapters_dir / f".{version.versioned_name}.training.lock").touch()  # its lock, freed by its death
-    assert await AdapterJobs(config, registry, None).recover() == 1  # type: ignore[arg-type]
+    assert await recover_interrupted(registry, config.adapters_dir) == 1
     assert (await registry.versions(ALICE))[0].reason == "interrupted"
     assert list(config.adapters_dir.glob(".*")) == []
 
